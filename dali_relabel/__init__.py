@@ -1,0 +1,14 @@
+"""dali_relabel: ReLabel soft targets (Yun et al., CVPR 2021) computed inside NVIDIA DALI pipelines.
+
+Importing the package builds (once, cached) and loads the DALI plugin, which adds
+``nvidia.dali.fn.relabel.label_pool`` (and the other ``fn.relabel.*`` operators).
+"""
+
+__version__ = "0.1.0"
+
+from .build import BuildError
+from .plugin import load_plugin, loaded_plugin
+
+load_plugin()
+
+__all__ = ["BuildError", "load_plugin", "loaded_plugin", "__version__"]

@@ -1,0 +1,96 @@
+"""Shared fixtures: running fn.relabel.label_pool on given samples, GPU detection."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dali_relabel  # noqa: F401  (builds and loads the plugin)
+from nvidia.dali import fn, pipeline_def
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@functools.cache
+def gpu_unavailable_reason() -> str | None:
+    """None when GPU tests can run, else why not."""
+    try:
+        from nvidia.dali.backend import GetCUDADeviceCount
+
+        if GetCUDADeviceCount() < 1:
+            return "no CUDA GPU visible to DALI"
+    except Exception as e:  # no driver at all
+        return f"CUDA unavailable ({e})"
+    if not dali_relabel.loaded_plugin().with_cuda:
+        return "plugin was built without nvcc (no CUDA backend)"
+    return None
+
+
+def requires_gpu(test):
+    reason = gpu_unavailable_reason()
+    return pytest.mark.gpu(pytest.mark.skipif(reason is not None, reason=reason or "")(test))
+
+
+class LabelPoolRunner:
+    """DALI pipelines around label_pool, fed per call; samples may differ in shape.
+
+    External sources fix their dtype at the first feed, so one pipeline is kept per dtype pair.
+    """
+
+    def __init__(self, device: str = "cpu", max_batch: int = 64, **op_args):
+        self.device, self.max_batch, self.op_args = device, max_batch, op_args
+        self.pipes = {}
+
+    def _pipe(self, dtypes):
+        if dtypes not in self.pipes:
+            self.pipes[dtypes] = self._build()
+        return self.pipes[dtypes]
+
+    def _build(self):
+        device, op_args = self.device, self.op_args
+
+        @pipeline_def(num_threads=2, device_id=0 if device == "gpu" else None,
+                      prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
+        def pipe():
+            scores = fn.external_source(name="scores")
+            classes = fn.external_source(name="classes")
+            start = fn.external_source(name="rel_start")
+            end = fn.external_source(name="rel_end")
+            if device == "gpu":
+                scores, classes = scores.gpu(), classes.gpu()
+            return fn.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, **op_args)
+
+        p = pipe(batch_size=self.max_batch)
+        p.build()
+        return p
+
+    def __call__(self, scores, classes, starts, ends) -> np.ndarray:
+        """Returns the [B, C] outputs for lists of per-sample arrays."""
+        assert 0 < len(scores) <= self.max_batch
+        p = self._pipe((scores[0].dtype, classes[0].dtype, np.asarray(starts[0]).dtype))
+        p.feed_input("scores", [np.ascontiguousarray(s) for s in scores])
+        p.feed_input("classes", [np.ascontiguousarray(c) for c in classes])
+        p.feed_input("rel_start", [np.asarray(s) for s in starts])
+        p.feed_input("rel_end", [np.asarray(e) for e in ends])
+        (out,) = p.run()
+        if hasattr(out, "as_cpu"):
+            out = out.as_cpu()
+        return np.stack([np.array(out[i]) for i in range(len(out))])
+
+
+@pytest.fixture(scope="session")
+def label_pool_runner():
+    """Cached runner factory: label_pool_runner(device="cpu", num_classes=..., **op_args)."""
+    cache: dict = {}
+
+    def get(device: str = "cpu", **op_args) -> LabelPoolRunner:
+        key = (device, tuple(sorted(op_args.items())))
+        if key not in cache:
+            cache[key] = LabelPoolRunner(device, **op_args)
+        return cache[key]
+
+    return get

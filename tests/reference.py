@@ -1,0 +1,103 @@
+"""Independent references for label pooling, written for clarity, not speed.
+
+`slow_label_pool` follows torchvision's roi_align kernel literally (sample grid, bilinear
+interpolation with its border rules, average), in float64 Python arithmetic, one class at a
+time. It shares no code or shortcut (separability, closed-form background) with the operator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _bilinear(plane: dict[tuple[int, int], float], h: int, w: int, y: float, x: float) -> float:
+    """torchvision's bilinear_interpolate on a sparse plane {(row, col): value}."""
+    if y < -1.0 or y > h or x < -1.0 or x > w:
+        return 0.0
+    y = max(y, 0.0)
+    x = max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= h - 1:
+        y_high = y_low = h - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= w - 1:
+        x_high = x_low = w - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1.0 - ly, 1.0 - lx
+
+    def v(r, c):
+        return plane.get((r, c), 0.0)
+
+    return hy * hx * v(y_low, x_low) + hy * lx * v(y_low, x_high) + ly * hx * v(y_high, x_low) + ly * lx * v(y_high, x_high)
+
+
+def roi_align_1x1(plane: dict[tuple[int, int], float], h: int, w: int, box: tuple[float, float, float, float]) -> float:
+    """roi_align(aligned=False, output 1x1, sampling_ratio=-1, spatial_scale=1) of one plane."""
+    x1, y1, x2, y2 = box
+    roi_w = max(x2 - x1, 1.0)
+    roi_h = max(y2 - y1, 1.0)
+    grid_h, grid_w = math.ceil(roi_h), math.ceil(roi_w)
+    total = 0.0
+    for iy in range(grid_h):
+        y = y1 + (iy + 0.5) * roi_h / grid_h
+        for ix in range(grid_w):
+            x = x1 + (ix + 0.5) * roi_w / grid_w
+            total += _bilinear(plane, h, w, y, x)
+    return total / (grid_h * grid_w)
+
+
+def slow_label_pool(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end, num_classes: int,
+                    temperature: float = 1.0, transpose_box: bool = False) -> np.ndarray:
+    """Soft target of one sample: softmax(roi_align(dense map, box) / T) in float64.
+
+    Args:
+        scores: [H, W, K] logits. classes: [H, W, K] indices. rel_start/rel_end: (y, x) in [0, 1].
+    """
+    h, w, k = scores.shape
+    (y0, x0), (y1, x1) = [float(v) for v in rel_start], [float(v) for v in rel_end]
+    if transpose_box:
+        y0, x0, y1, x1 = x0, y0, x1, y1
+    box = (x0 * w - 0.5, y0 * h - 0.5, x1 * w - 0.5, y1 * h - 0.5)
+    planes: dict[int, dict[tuple[int, int], float]] = {}
+    for r in range(h):
+        for c in range(w):
+            for j in range(k):
+                plane = planes.setdefault(int(classes[r, c, j]), {})
+                plane[(r, c)] = plane.get((r, c), 0.0) + float(scores[r, c, j])
+    z = np.zeros(num_classes, dtype=np.float64)
+    for cls, plane in planes.items():
+        z[cls] = roi_align_1x1(plane, h, w, box)
+    z = z / temperature
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def random_label_map(rng: np.random.Generator, h: int, w: int, k: int, num_classes: int,
+                     score_dtype=np.float32, class_dtype=np.int32, scale: float = 4.0):
+    """A random top-k map: distinct classes per cell, scores sorted descending per cell.
+
+    Classes are drawn from a small per-image pool (as in real maps, a few objects per image)
+    so that pooled classes overlap across cells.
+    """
+    pool = rng.choice(num_classes, size=min(num_classes, max(k, 3 * k)), replace=False)
+    classes = np.stack([rng.choice(pool, size=k, replace=False) for _ in range(h * w)]).reshape(h, w, k)
+    scores = -np.sort(-rng.normal(scale=scale, size=(h, w, k)), axis=-1)
+    return scores.astype(score_dtype), classes.astype(class_dtype)
+
+
+def random_box(rng: np.random.Generator):
+    """A random normalized crop box (y0, x0), (y1, x1) with positive extent, float32."""
+    while True:
+        a = np.sort(rng.uniform(0, 1, size=2))
+        b = np.sort(rng.uniform(0, 1, size=2))
+        start = np.array([a[0], b[0]], np.float32)
+        end = np.array([a[1], b[1]], np.float32)
+        if np.all(start < end):
+            return start, end

@@ -1,0 +1,280 @@
+"""fn.relabel.label_pool (CPU backend) against independent references, properties and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from reference import random_box, random_label_map, slow_label_pool
+
+from dali_relabel.official import official_relabel_targets, relabel_targets
+
+# Boxes that exercise the border rules of RoIAlign: smaller than a cell, the full image,
+# touching each border, degenerate-thin, plus random ones.
+SPECIAL_BOXES = [
+    ((0.40, 0.52), (0.41, 0.53)),
+    ((0.0, 0.0), (1.0, 1.0)),
+    ((0.0, 0.0), (0.3, 0.25)),
+    ((0.7, 0.6), (1.0, 1.0)),
+    ((0.0, 0.5), (1.0, 0.5001)),
+    ((0.999, 0.0), (1.0, 0.001)),
+]
+
+SCORE_CLASS_DTYPES = [(np.float32, np.int32), (np.float16, np.int16), (np.float16, np.int32), (np.float32, np.int16)]
+
+
+def make_batch(seed: int, h: int, w: int, k: int, num_classes: int, score_dtype=np.float32, class_dtype=np.int32,
+               n_random: int = 6):
+    rng = np.random.default_rng(seed)
+    boxes = [(np.array(a, np.float32), np.array(b, np.float32)) for a, b in SPECIAL_BOXES]
+    boxes += [random_box(rng) for _ in range(n_random)]
+    maps = [random_label_map(rng, h, w, k, num_classes, score_dtype, class_dtype) for _ in boxes]
+    scores, classes = zip(*maps)
+    starts, ends = zip(*boxes)
+    return list(scores), list(classes), list(starts), list(ends)
+
+
+def torchvision_reference(scores, classes, starts, ends, num_classes, temperature=1.0) -> np.ndarray:
+    """torchvision roi_align on the dense float64 map (dali_relabel.official.relabel_targets)."""
+    out = relabel_targets(torch.from_numpy(np.stack(scores).astype(np.float64)),
+                          torch.from_numpy(np.stack(classes).astype(np.int64)),
+                          torch.from_numpy(np.stack(starts).astype(np.float64)),
+                          torch.from_numpy(np.stack(ends).astype(np.float64)), num_classes, temperature)
+    return out.numpy()
+
+
+def assert_close(out, ref, atol=1e-5, rtol=1e-5):
+    # atol is the stated contract; rtol additionally guards the tiny probabilities of large C.
+    np.testing.assert_allclose(out, ref, rtol=rtol, atol=min(atol, 1e-8))
+    assert np.abs(out - ref).max() <= atol
+
+
+@pytest.mark.parametrize("h,w,k,num_classes", [
+    (15, 15, 5, 1000),
+    (15, 15, 1, 10),
+    (7, 12, 10, 1000),
+    (12, 7, 5, 21843),
+    (3, 5, 10, 10),
+    (1, 1, 5, 10),
+])
+@pytest.mark.parametrize("dtypes", SCORE_CLASS_DTYPES, ids=lambda d: f"{d[0].__name__}-{d[1].__name__}")
+def test_matches_torchvision_and_slow_reference(label_pool_runner, h, w, k, num_classes, dtypes):
+    scores, classes, starts, ends = make_batch(h * 1000 + w * 10 + k, h, w, k, num_classes, *dtypes)
+    out = label_pool_runner(num_classes=num_classes)(scores, classes, starts, ends)
+    assert out.shape == (len(scores), num_classes) and out.dtype == np.float32
+    assert_close(out, torchvision_reference(scores, classes, starts, ends, num_classes))
+    slow = np.stack([slow_label_pool(*sample, num_classes) for sample in zip(scores, classes, starts, ends)])
+    assert_close(out, slow)
+
+
+@pytest.mark.parametrize("temperature", [0.25, 2.0])
+def test_temperature_matches_reference(label_pool_runner, temperature):
+    scores, classes, starts, ends = make_batch(7, 15, 15, 5, 1000)
+    out = label_pool_runner(num_classes=1000, temperature=temperature)(scores, classes, starts, ends)
+    assert_close(out, torchvision_reference(scores, classes, starts, ends, 1000, temperature))
+
+
+def test_mixed_map_shapes_in_one_batch(label_pool_runner):
+    rng = np.random.default_rng(3)
+    shapes = [(15, 15, 5), (7, 9, 3), (1, 4, 1), (20, 11, 8)]
+    scores, classes, starts, ends = [], [], [], []
+    for h, w, k in shapes:
+        s, c = random_label_map(rng, h, w, k, 100)
+        a, b = random_box(rng)
+        scores.append(s), classes.append(c), starts.append(a), ends.append(b)
+    out = label_pool_runner(num_classes=100)(scores, classes, starts, ends)
+    slow = np.stack([slow_label_pool(*sample, 100) for sample in zip(scores, classes, starts, ends)])
+    assert_close(out, slow)
+
+
+def test_transpose_box_reproduces_the_official_code(label_pool_runner):
+    """transpose_box=True equals relabel_imagenet's formula; the default pools the true box."""
+    scores, classes, starts, ends = make_batch(11, 15, 15, 5, 1000)
+    # The official tensors: [B, 2, K, H, W] (scores, classes-as-float), coords (y0, x0, y1, x1).
+    maps = torch.stack([torch.from_numpy(np.stack(scores).astype(np.float64)),
+                        torch.from_numpy(np.stack(classes).astype(np.float64))], 1).permute(0, 1, 4, 2, 3)
+    coords = torch.from_numpy(np.concatenate([np.stack(starts), np.stack(ends)], 1).astype(np.float64))
+    official = official_relabel_targets(maps, coords, 1000).numpy()
+
+    quirk = label_pool_runner(num_classes=1000, transpose_box=True)(scores, classes, starts, ends)
+    assert_close(quirk, official)
+    correct = label_pool_runner(num_classes=1000)(scores, classes, starts, ends)
+    # Asymmetric boxes pool different cells once transposed: the switch must matter.
+    assert np.abs(correct - official).max() > 1e-3
+    assert_close(correct, torchvision_reference(scores, classes, starts, ends, 1000))
+
+
+def test_mirroring_map_and_box_is_consistent(label_pool_runner):
+    """Mirroring both the map and the box leaves the target unchanged (RoIAlign symmetry).
+
+    Except for boxes narrower than one map cell: aligned=False widens those to one cell from
+    their left edge, which is not mirror-symmetric (torchvision does the same).
+    """
+    scores, classes, starts, ends = make_batch(5, 15, 15, 5, 1000)
+    out = label_pool_runner(num_classes=1000)(scores, classes, starts, ends)
+    f_starts = [np.array([s[0], 1 - e[1]], np.float32) for s, e in zip(starts, ends)]
+    f_ends = [np.array([e[0], 1 - s[1]], np.float32) for s, e in zip(starts, ends)]
+    flipped = label_pool_runner(num_classes=1000)([s[:, ::-1] for s in scores], [c[:, ::-1] for c in classes],
+                                                  f_starts, f_ends)
+    wide = np.array([(e[1] - s[1]) * 15 >= 1 for s, e in zip(starts, ends)])
+    assert wide.sum() >= 6
+    np.testing.assert_allclose(flipped[wide], out[wide], atol=1e-6, rtol=1e-5)
+    assert np.abs(flipped[~wide] - out[~wide]).max() > 1e-4
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+unit = st.floats(0.0, 1.0, allow_nan=False, width=32)
+
+
+@st.composite
+def samples(draw, num_classes=50, max_k=5):
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    k = draw(st.integers(1, max_k))
+    seed = draw(st.integers(0, 2**32 - 1))
+    s, c = random_label_map(np.random.default_rng(seed), h, w, k, num_classes, scale=draw(st.floats(0.1, 10)))
+    y = sorted([draw(unit), draw(unit)])
+    x = sorted([draw(unit), draw(unit)])
+    assume(y[0] < y[1] and x[0] < x[1])
+    return s, c, np.array([y[0], x[0]], np.float32), np.array([y[1], x[1]], np.float32)
+
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(batch=st.lists(samples(), min_size=1, max_size=8))
+def test_property_probabilities_match_slow_reference(label_pool_runner, batch):
+    out = label_pool_runner(num_classes=50)(*zip(*batch))
+    assert np.all(out > 0)
+    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)
+    slow = np.stack([slow_label_pool(*sample, 50) for sample in batch])
+    assert_close(out, slow)
+
+
+@PROPERTY
+@given(sample=samples(), seed=st.integers(0, 2**32 - 1))
+def test_property_invariant_to_permuting_k(label_pool_runner, sample, seed):
+    s, c, a, b = sample
+    rng = np.random.default_rng(seed)
+    # An independent permutation of the K entries of every cell.
+    perm = np.argsort(rng.random(s.shape), axis=-1)
+    ps, pc = np.take_along_axis(s, perm, -1), np.take_along_axis(c, perm, -1)
+    run = label_pool_runner(num_classes=50)
+    out = run([s, ps], [c, pc], [a, a], [b, b])
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-6, atol=1e-9)
+
+
+@PROPERTY
+@given(sample=samples())
+def test_property_low_temperature_approaches_one_hot(label_pool_runner, sample):
+    s, c, a, b = sample
+    logits = np.log(slow_label_pool(s, c, a, b, 50))  # log-softmax: logits up to a constant
+    top2 = np.sort(logits)[-2:]
+    assume(top2[1] - top2[0] > 0.05)  # a clear winner (ties have no one-hot limit)
+    out = label_pool_runner(num_classes=50, temperature=1e-3)([s], [c], [a], [b])[0]
+    assert out.argmax() == logits.argmax()
+    assert out.max() > 0.99
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+def run_once(scores, classes, starts, ends, **op_args):
+    """Fresh pipeline (an error invalidates a DALI pipeline)."""
+    from conftest import LabelPoolRunner
+
+    op_args.setdefault("num_classes", 10)
+    return LabelPoolRunner("cpu", max_batch=4, **op_args)(scores, classes, starts, ends)
+
+
+def good_sample(h=3, w=4, k=2):
+    s, c = random_label_map(np.random.default_rng(0), h, w, k, 10)
+    return s, c, np.array([0.1, 0.2], np.float32), np.array([0.9, 0.8], np.float32)
+
+
+def two_samples_with(**changes):
+    """Batch of two good samples where sample 1 has the given field replaced."""
+    first, second = list(good_sample()), list(good_sample())
+    names = ["scores", "classes", "start", "end"]
+    for key, value in changes.items():
+        second[names.index(key)] = value
+    return [list(x) for x in zip(first, second)]
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(classes=np.zeros((3, 4, 3), np.int32)),
+     r"sample 1: classes shape \[3, 4, 3\] differs from scores shape \[3, 4, 2\]"),
+    (dict(scores=np.zeros((0, 4, 2), np.float32), classes=np.zeros((0, 4, 2), np.int32)),
+     r"sample 1: empty label map \[0, 4, 2\]"),
+    (dict(classes=np.full((3, 4, 2), 3, np.int32) + np.eye(1, 24, 13, dtype=np.int32).reshape(3, 4, 2) * 7),
+     r"sample 1: class index 10 at \(row 1, col 2, k 1\) is outside \[0, num_classes=10\)"),
+    (dict(classes=np.full((3, 4, 2), -1, np.int32)),
+     r"sample 1: class index -1 at \(row 0, col 0, k 0\) is outside \[0, num_classes=10\)"),
+    (dict(scores=np.where(np.arange(24).reshape(3, 4, 2) == 5, np.nan, 1).astype(np.float32)),
+     r"sample 1: score at \(row 0, col 2, k 1\) is not finite"),
+    (dict(scores=np.full((3, 4, 2), -np.inf, np.float32)),
+     r"sample 1: score at \(row 0, col 0, k 0\) is not finite"),
+    (dict(start=np.array([0.5, 0.5], np.float32), end=np.array([0.9, 0.5], np.float32)),
+     r"sample 1: empty crop box on the x axis .* rel_start must be < rel_end"),
+    (dict(start=np.array([0.6, 0.1], np.float32), end=np.array([0.5, 0.9], np.float32)),
+     r"sample 1: empty crop box on the y axis"),
+    (dict(start=np.array([-0.1, 0.1], np.float32)),
+     r"sample 1: crop box .* leaves the image on the y axis; corners are normalized \(y, x\) in \[0, 1\]"),
+    (dict(end=np.array([0.9, 1.01], np.float32)), r"sample 1: crop box .* leaves the image on the x axis"),
+    (dict(end=np.array([np.nan, 0.5], np.float32)), r"sample 1: crop box corner is not finite"),
+], ids=["shape-mismatch", "empty", "class-too-big", "class-negative", "nan", "inf", "empty-x", "empty-y",
+        "below-0", "above-1", "nan-box"])
+def test_bad_input_names_the_sample_and_the_problem(changes, message):
+    with pytest.raises(Exception, match=r"relabel\.label_pool: " + message):
+        run_once(*two_samples_with(**changes))
+
+
+def test_maps_must_be_3d():
+    # DALI itself requires one dimensionality per batch, so this is reported for sample 0.
+    a, b = np.array([0.1, 0.1], np.float32), np.array([0.5, 0.5], np.float32)
+    with pytest.raises(Exception, match=r"relabel\.label_pool: sample 0: scores must be 3-D \[H, W, K\], got shape \[3, 4\]"):
+        run_once([np.zeros((3, 4), np.float32)], [np.zeros((3, 4), np.int32)], [a], [b])
+
+
+@pytest.mark.parametrize("scores_dtype,classes_dtype,message", [
+    (np.int32, np.int32, r"scores must be float16 or float32, got int32; cast with fn.cast"),
+    (np.float64, np.int32, r"scores must be float16 or float32, got double"),
+    (np.float32, np.float32, r"classes must be int16 or int32, got float; cast with fn.cast"),
+    (np.float32, np.int64, r"classes must be int16 or int32, got int64"),
+])
+def test_wrong_dtypes_are_rejected(scores_dtype, classes_dtype, message):
+    s, c, a, b = good_sample()
+    with pytest.raises(Exception, match=r"relabel\.label_pool: " + message):
+        run_once([s.astype(scores_dtype)], [c.astype(classes_dtype)], [a], [b])
+
+
+@pytest.mark.parametrize("op_args,message", [
+    (dict(num_classes=0), "num_classes must be positive, got 0"),
+    (dict(num_classes=-5), "num_classes must be positive, got -5"),
+    (dict(temperature=0.0), "temperature must be a positive finite number, got 0"),
+    (dict(temperature=float("inf")), "temperature must be a positive finite number, got inf"),
+])
+def test_bad_arguments_are_rejected(op_args, message):
+    with pytest.raises(Exception, match=r"relabel\.label_pool: " + message):
+        run_once(*[[x] for x in good_sample()], **op_args)
+
+
+def test_box_argument_must_be_two_floats():
+    s, c, a, b = good_sample()
+    with pytest.raises(Exception, match="rel_start"):
+        run_once([s], [c], [np.array([0.1, 0.2, 0.3], np.float32)], [b])
+
+
+def test_validate_false_ignores_invalid_entries():
+    s, c, a, b = good_sample()
+    bad_c, bad_s = c.copy(), s.copy()
+    bad_c[1, 1, 0] = 99
+    bad_s[2, 3, 1] = np.nan
+    out = run_once([bad_s], [bad_c], [a], [b], validate=False)
+    # Reference: the same map with the two invalid entries removed (score 0 adds nothing).
+    clean_s = s.copy()
+    clean_s[1, 1, 0] = 0
+    clean_s[2, 3, 1] = 0
+    assert_close(out[0], slow_label_pool(clean_s, c, a, b, 10))

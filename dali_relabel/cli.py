@@ -1,32 +1,32 @@
-"""The ``dali-relabel`` command line (argparse; one subcommand per job)."""
+"""The ``dali-relabel`` command line: argparse, one module per subcommand.
+
+Each module in ``dali_relabel/commands/`` defines ``HELP`` (one line), ``add_arguments(parser)``
+and ``run(args) -> int`` (the exit status). Modules are imported only when their command runs,
+so ``dali-relabel --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    from .build import build, cache_root
-    from .plugin import loaded_plugin
-
-    # Importing the package already built/loaded the plugin; report that build unless forced.
-    plugin = build(force=True, verbose=True) if args.force else (loaded_plugin() or build(verbose=True))
-    print(plugin.describe())
-    print(f"cache root: {cache_root()}")
-    return 0
+# command name -> module under dali_relabel.commands
+COMMANDS = {
+    "build": "build",
+}
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dali-relabel",
-        description="ReLabel soft targets in NVIDIA DALI pipelines: build the plugin, manage label stores, "
-        "annotate, train-loader demo.")
+        description="ReLabel soft targets in NVIDIA DALI pipelines: plugin, label stores, annotator, loader demo.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("build", help="compile the DALI plugin now (normally done on first import) and say what was built")
-    p.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
-    p.set_defaults(func=_cmd_build)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"dali_relabel.commands.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of the ``dali-relabel`` CLI (see ``dali_relabel.cli``)."""

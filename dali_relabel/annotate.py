@@ -121,10 +121,18 @@ def _open_store(url: str, create_args: dict, ranks: _Ranks):
 
     def create():
         try:
+            existing = LabelStore.open(url)
+        except (FileNotFoundError, ValueError):   # nothing there yet, or an interrupted creation
+            existing = None
+        try:
             return LabelStore.create(url, exist_ok=True, **create_args)
         except ValueError as e:
-            raise AnnotateError(f"{url} holds a store made with other arguments or images ({e}); rerun with the "
-                                "same arguments to resume it, or give another --out") from e
+            if existing is None:
+                raise AnnotateError(f"cannot create the label store {url}: {e}") from e
+            changed = _changed_fields(existing.annotator, create_args["annotator"])
+            detail = f"; changed annotator arguments: {changed}" if changed else ""
+            raise AnnotateError(f"{url} holds a store made with other arguments or images ({e}){detail}; rerun "
+                                "with the same arguments to resume it, or give another --out") from e
 
     if ranks.rank == 0:
         try:
@@ -140,6 +148,11 @@ def _open_store(url: str, create_args: dict, ranks: _Ranks):
     if ranks.dist is None:
         _wait_for_store(url)
     return create()
+
+
+def _changed_fields(old: dict, new: dict) -> str:
+    names = sorted(set(old) | set(new), key=lambda k: (k not in new, k))
+    return ", ".join(f"{k} (store: {old.get(k)!r}, now: {new.get(k)!r})" for k in names if old.get(k) != new.get(k))
 
 
 def _wait_for_store(url: str) -> None:
@@ -264,6 +277,11 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
         classes_out = dense.forward_hwc(probe).shape[-1]
         if topk > classes_out:
             raise AnnotateError(f"--topk {topk} exceeds the model's {classes_out} classes")
+        if len(listing.folders) > classes_out:
+            # The store's labels are class indices of the annotator's classifier.
+            raise AnnotateError(f"{images} has {len(listing.folders)} class folders but the model has {classes_out} "
+                                "classes: the store's labels (folder indices) must be model classes; give a model "
+                                "with as many classes (--num-classes) or an image tree with at most that many folders")
         if dev.type == "cuda":
             # Same algorithms every run (resumed blocks must match bit for bit); NHWC for tensor cores.
             torch.backends.cudnn.benchmark = False

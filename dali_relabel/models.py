@@ -187,7 +187,9 @@ def load_model(spec: str, *, weights: str | Path | None = None, random_init: boo
         try:
             result = model.load_state_dict(sd, strict=False)
         except RuntimeError as e:  # shape mismatches raise even when strict=False
-            raise ModelError(f"weights file {weights} does not fit {spec}: {e}") from e
+            detail = " ".join(str(e).split())
+            raise ModelError(f"weights file {weights} does not fit {spec}: {detail} (a classifier with another number "
+                             "of classes needs --num-classes)") from e
         problems = []
         if result.missing_keys:
             problems.append(f"missing keys {_first(result.missing_keys)}")

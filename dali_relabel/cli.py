@@ -14,6 +14,9 @@ import sys
 # command name -> module under dali_relabel.commands
 COMMANDS = {
     "build": "build",
+    "import-naver": "import_naver",
+    "info": "info",
+    "verify": "verify",
 }
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .dense import check_conversion, to_dense
-from .image_folder import list_images
+from .image_folder import list_images, scan_image_folder
 from .models import load_model
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -37,6 +37,41 @@ STORE_WAIT_S = float(os.environ.get("DALI_RELABEL_STORE_WAIT_S", "600"))
 
 class AnnotateError(ValueError):
     """Arguments that cannot be honoured (message says what to do)."""
+
+
+@dataclass
+class ImageList:
+    """The images to annotate, in store order.
+
+    Attributes:
+        root: the image tree's root.
+        keys: ``[N]`` relative paths with extension.
+        labels: ``[N]`` int32 class-folder index (ImageFolder's target), −1 for a flat folder.
+        folders: the class folder names.
+    """
+
+    root: str
+    keys: np.ndarray
+    labels: np.ndarray
+    folders: list[str]
+
+
+def list_image_tree(root: str) -> ImageList:
+    """ImageFolder's listing of ``root`` (class folders, sorted); a folder without class folders gives its
+    images unlabelled (−1).
+
+    Raises:
+        FileNotFoundError: ``root`` is not a directory or holds no image.
+    """
+    folders, keys, labels = scan_image_folder(root)
+    if not folders:
+        keys = list_images(root)
+        labels = [-1] * len(keys)
+    if not keys:
+        raise FileNotFoundError(f"no images under {root} (ImageFolder layout: {root}/<class>/<image>; extensions "
+                                "jpg, jpeg, png, ppm, bmp, pgm, tif, tiff, webp)")
+    return ImageList(root=str(root), keys=np.array(keys, dtype=str), labels=np.array(labels, dtype=np.int32),
+                     folders=folders)
 
 
 @dataclass
@@ -265,7 +300,7 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
     ranks = _Ranks(rank, world_size)
     try:
         dev = _device(device, ranks)
-        listing = list_images(images)
+        listing = list_image_tree(images)
         loaded = load_model(model, weights=weights, random_init=random_init, num_classes=num_classes)
         mean = tuple(mean) if mean is not None else loaded.mean
         std = tuple(std) if std is not None else loaded.std
@@ -328,8 +363,17 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
                              mean=mean, std=std, resize=resize, decoder="mixed" if on_gpu else "cpu",
                              batch_size=batch_size, num_threads=num_threads,
                              device_id=dev.index if on_gpu else None, prefetch_queue_depth=prefetch)
-    loader = DALIGenericIterator(pipe, ["images", "positions"], reader_name=READER_NAME,
-                                 last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
+
+    def decode_failure(e: Exception, batch: int) -> Exception:
+        # DALI fails a whole batch (and with prefetch, possibly one decoded ahead): find the culprits by key.
+        return _decode_error(e, listing.root, files[batch * batch_size:(batch + 1 + prefetch) * batch_size],
+                             store.url)
+
+    try:
+        loader = DALIGenericIterator(pipe, ["images", "positions"], reader_name=READER_NAME,
+                                     last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
+    except RuntimeError as e:
+        raise decode_failure(e, 0) from e
     class_dtype = np.int16 if store.num_classes <= np.iinfo(np.int16).max else np.int32
     total = sum(real for _, _, real in batches)
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True,
@@ -341,9 +385,13 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
     report.setup_s = time.perf_counter() - t0
     t_loop = time.perf_counter()
     try:
-        for i, data in enumerate(loader):
-            if i >= len(batches):
-                raise RuntimeError(f"the DALI reader returned more than the {len(batches)} batches expected")
+        for i in range(len(batches)):
+            try:
+                data = next(loader)
+            except StopIteration:
+                raise RuntimeError(f"the DALI reader stopped after {i} of {len(batches)} batches") from None
+            except RuntimeError as e:
+                raise decode_failure(e, i) from e
             x, positions = data[0]["images"], data[0]["positions"]
             expected = np.arange(i * batch_size, (i + 1) * batch_size)
             if not np.array_equal(positions.view(-1).cpu().numpy(), expected):
@@ -379,6 +427,21 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
     report.loop_s = time.perf_counter() - t_loop
 
 
+def _decode_error(error: Exception, root: str, candidates: list[str], url: str) -> Exception:
+    """An AnnotateError naming the images among ``candidates`` that DALI cannot decode, else ``error``."""
+    from .image_check import undecodable_images
+
+    unique = list(dict.fromkeys(candidates))
+    bad = undecodable_images([os.path.join(root, k) for k in unique], progress=False)
+    if not bad:
+        return error
+    shown = "; ".join(f"{os.path.relpath(p, root)}: {reason}" for p, reason in bad[:10])
+    return AnnotateError(f"DALI cannot decode {len(bad)} image(s) of {root}: {shown}. Replace them with decodable "
+                         "images and rerun with the same arguments to resume (blocks already written are kept); "
+                         f"removing them changes the image list and needs a new --out. `dali-relabel verify {url} "
+                         f"--images {root}` lists every undecodable image.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m dali_relabel.annotate`` (e.g. under torchrun): the same arguments as ``dali-relabel annotate``."""
     from .commands import annotate as command
@@ -392,4 +455,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["AnnotateError", "AnnotateReport", "annotate", "annotator_attributes", "main"]
+__all__ = ["AnnotateError", "AnnotateReport", "ImageList", "annotate", "annotator_attributes", "list_image_tree",
+           "main"]

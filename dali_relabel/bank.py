@@ -150,17 +150,21 @@ def materialize_store(store: LabelStore, cache_dir=None, *, progress: bool = Tru
 
 
 def _choose_dir(candidates: list[Path], nbytes: int) -> Path:
-    if len(candidates) == 1:
-        return candidates[0]
-    for d in candidates[:-1]:  # RAM-backed choices must fit; the last is the fallback
-        probe = d if d.exists() else d.parent
-        try:
-            st = os.statvfs(probe)
-        except OSError:
-            continue
-        if st.f_bavail * st.f_frsize >= nbytes * 1.1 + _SHM_MARGIN_BYTES:
+    """The first candidate with room for the bank (plus a margin, as /dev/shm is RAM); else the last."""
+    for d in candidates[:-1]:
+        if _free_bytes(d) >= nbytes * 1.1 + _SHM_MARGIN_BYTES:
             return d
     return candidates[-1]
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 @contextlib.contextmanager

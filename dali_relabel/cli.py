@@ -15,6 +15,9 @@ import sys
 COMMANDS = {
     "build": "build",
     "annotate": "annotate",
+    "import-naver": "import_naver",
+    "info": "info",
+    "verify": "verify",
 }
 
 

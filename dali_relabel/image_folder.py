@@ -1,77 +1,56 @@
-"""Listing an image tree the way torchvision's ImageFolder does: keys (relative paths) and folder labels."""
+"""Lists an image dataset the way ``torchvision.datasets.ImageFolder`` does, as store keys.
+
+Class folders are the sorted sub-directories of the root; images are found recursively in each,
+visiting directories and file names in sorted order, keeping torchvision's image extensions. So
+row ``i`` of the listing is sample ``i`` of ``ImageFolder(root)`` and the label is its target.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-# Formats DALI's image decoders read (case-insensitive).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm",
-                    ".jp2", ".j2k")
+# torchvision.datasets.folder.IMG_EXTENSIONS (compared case-insensitively, as torchvision does)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-@dataclass
-class ImageList:
-    """Images of a tree in store order.
-
-    Attributes:
-        root: the tree's root directory.
-        keys: ``[N]`` relative POSIX paths with extension (``class/name.JPEG``), unique, in store order.
-        labels: ``[N]`` int32: index of the key's top-level folder among the sorted top-level folders
-            (ImageFolder's class index); -1 for images directly under ``root``.
-        folders: the sorted top-level folder names (``labels`` index into it).
-    """
-
-    root: Path
-    keys: np.ndarray
-    labels: np.ndarray
-    folders: list[str]
+def is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _visible(name: str) -> bool:
-    return not name.startswith(".")   # .ipynb_checkpoints, .DS_Store, ...
+def scan_image_folder(root) -> tuple[list[str], list[str], list[int]]:
+    """Lists ``root/<class>/**/<image>``.
 
+    Args:
+        root: dataset root (e.g. ImageNet's ``train/``).
 
-def _images_under(directory: Path, root: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if _visible(d))
-        for f in filenames:
-            if _visible(f) and f.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath, f).relative_to(root).as_posix())
-    return sorted(found)
-
-
-def list_images(root: str | Path) -> ImageList:
-    """Lists the images under ``root``: each top-level folder is a class (sorted order, as ImageFolder).
-
-    Order: classes in sorted order, each class's images sorted by path, then images directly under ``root``
-    (label -1). Hidden files and folders (leading ``.``) are skipped; symbolic links are followed.
+    Returns:
+        ``(class_names, keys, labels)``: sorted class folder names; image paths relative to
+        ``root`` with '/' separators, in ImageFolder order; each image's class index.
 
     Raises:
-        FileNotFoundError: ``root`` is not a directory, or it holds no image (the message lists the extensions).
+        FileNotFoundError: ``root`` is not a directory.
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image directory {root} does not exist")
-    folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and _visible(e.name))
+        raise FileNotFoundError(f"image folder {root} is not a directory")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
     keys, labels = [], []
-    for index, folder in enumerate(folders):
-        found = _images_under(root / folder, root)
-        keys += found
-        labels += [index] * len(found)
-    top = sorted(e.name for e in os.scandir(root)
-                 if e.is_file() and _visible(e.name) and e.name.lower().endswith(IMAGE_EXTENSIONS))
-    keys += top
-    labels += [-1] * len(top)
-    if not keys:
-        raise FileNotFoundError(f"no images under {root} (looked for {', '.join(IMAGE_EXTENSIONS)} in its "
-                                "class folders and at its top level)")
-    return ImageList(root=root, keys=np.array(keys, dtype=str), labels=np.array(labels, dtype=np.int32),
-                     folders=folders)
+    for label, name in enumerate(classes):
+        for dirpath, _, files in sorted(os.walk(root / name, followlinks=True)):
+            rel = Path(dirpath).relative_to(root).as_posix()
+            for f in sorted(files):
+                if is_image(f):
+                    keys.append(f"{rel}/{f}")
+                    labels.append(label)
+    return classes, keys, labels
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageList", "list_images"]
+def list_images(root) -> list[str]:
+    """Every image file under ``root`` (any depth), relative, '/' separators, sorted."""
+    root = Path(root)
+    out = []
+    for dirpath, _, files in os.walk(root, followlinks=True):
+        rel = Path(dirpath).relative_to(root).as_posix()
+        out.extend(f if rel == "." else f"{rel}/{f}" for f in files if is_image(f))
+    return sorted(out)

@@ -355,7 +355,7 @@ class LabelStore:
     def _fail(self, where: str, rows: range, bad: np.ndarray, problem: str, fix: str) -> None:
         i, y, x = (int(v) for v in np.argwhere(bad)[0][:3])
         row = rows.start + i
-        raise ValueError(f"{where}: row {row} (key {self.keys[row]!r}), cell (y={y}, x={x}): {problem} "
+        raise ValueError(f"{where}: row {row} (key {str(self.keys[row])!r}), cell (y={y}, x={x}): {problem} "
                          f"[{int(bad.any(axis=(1, 2, 3)).sum()) if bad.ndim == 4 else 1} sample(s) affected]; {fix}")
 
     def _fsync_chunks(self, block: int) -> None:

@@ -4,6 +4,7 @@ independent reference, kill-and-resume, several ranks, refusal to resume with ot
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +18,8 @@ from annotate_models import SLEEP_ENV
 from PIL import Image
 
 from dali_relabel import LabelStore
-from dali_relabel.annotate import AnnotateError, annotate
+from dali_relabel.annotate import AnnotateError, annotate, list_image_tree
 from dali_relabel.cli import main as cli_main
-from dali_relabel.image_folder import list_images
 from dali_relabel.models import load_model
 from dali_relabel.pipelines.annotate import annotate_pipeline
 
@@ -31,23 +31,23 @@ CLI_ARGS = ["--model", MODEL, "--random-init", "--size", "64", "--topk", "5", "-
             "--block-size", "4", "--device", "cpu", "--no-progress"]
 
 
+def write_image(path: Path, rng: np.random.Generator) -> None:
+    h, w = rng.integers(40, 140, 2)
+    coarse = (rng.random((h // 10 + 2, w // 10 + 2, 3)) * 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(coarse).resize((int(w), int(h)), Image.BILINEAR).save(path)
+
+
 @pytest.fixture(scope="module")
 def image_tree(tmp_path_factory) -> Path:
-    """Two class folders (one with a subfolder), a loose top-level image, and files to be ignored."""
+    """Two class folders (one with a subfolder) of JPEG/PNG/BMP images of varied sizes, and a non-image file."""
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
-    names = [f"ant/a{i}.jpg" for i in range(6)] + [f"bee/b{i}.JPEG" for i in range(5)] + \
-        ["bee/more/b9.png", "bee/more/b8.jpeg", "loose.jpg", "ant/zz.bmp"]
+    names = [f"ant/a{i}.jpg" for i in range(6)] + [f"bee/b{i}.JPEG" for i in range(6)] + \
+        ["bee/more/b9.png", "bee/more/b8.jpeg", "ant/zz.bmp"]
     for name in names:
-        h, w = rng.integers(40, 140, 2)
-        coarse = (rng.random((h // 10 + 2, w // 10 + 2, 3)) * 255).astype(np.uint8)
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(coarse).resize((int(w), int(h)), Image.BILINEAR).save(path)
+        write_image(root / name, rng)
     (root / "ant" / "notes.txt").write_text("not an image")
-    (root / ".hidden").mkdir()
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / ".hidden" / "h.jpg")
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "ant" / ".h.jpg")
     return root
 
 
@@ -71,12 +71,17 @@ def assert_identical(store: LabelStore, ref: LabelStore) -> None:
     assert store.content_hash() == ref.content_hash()
 
 
-def test_image_listing_follows_image_folder(image_tree):
-    listing = list_images(image_tree)
+def test_image_listing_follows_image_folder(image_tree, tmp_path):
+    listing = list_image_tree(image_tree)
     assert listing.folders == ["ant", "bee"]
     assert listing.keys.tolist() == [f"ant/a{i}.jpg" for i in range(6)] + ["ant/zz.bmp"] + \
-        [f"bee/b{i}.JPEG" for i in range(5)] + ["bee/more/b8.jpeg", "bee/more/b9.png", "loose.jpg"]
-    assert listing.labels.tolist() == [0] * 7 + [1] * 7 + [-1]
+        [f"bee/b{i}.JPEG" for i in range(6)] + ["bee/more/b8.jpeg", "bee/more/b9.png"]
+    assert listing.labels.tolist() == [0] * 7 + [1] * 8
+    rng = np.random.default_rng(1)
+    for name in ("y.png", "x.jpg"):   # a flat folder: its images, unlabelled
+        write_image(tmp_path / name, rng)
+    flat = list_image_tree(tmp_path)
+    assert flat.keys.tolist() == ["x.jpg", "y.png"] and flat.labels.tolist() == [-1, -1] and flat.folders == []
 
 
 def dense_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -92,7 +97,7 @@ def dense_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def test_store_holds_topk_of_the_dense_map(reference, image_tree):
-    listing = list_images(image_tree)
+    listing = list_image_tree(image_tree)
     s = reference
     assert (s.num_samples, s.height, s.width, s.k, s.num_classes, s.block_size) == (15, 2, 2, 5, 1000, 4)
     np.testing.assert_array_equal(s.keys, listing.keys)
@@ -121,6 +126,19 @@ def test_store_holds_topk_of_the_dense_map(reference, image_tree):
         # Classes checked through their logits (robust to near-ties swapping places).
         picked = np.take_along_axis(ref, classes[row].astype(np.int64), axis=-1)
         np.testing.assert_allclose(picked, top, atol=5e-3, rtol=2e-3, err_msg=listing.keys[row])
+    assert cli_main(["verify", s.url, "--images", str(image_tree), "--quiet"]) == 0
+
+
+def test_undecodable_image_is_named_and_the_run_resumes_once_replaced(image_tree, tmp_path):
+    root = tmp_path / "images"
+    shutil.copytree(image_tree, root)
+    (root / "bee" / "b2.JPEG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = str(tmp_path / "store")
+    with pytest.raises(AnnotateError, match=r"DALI cannot decode 1 image\(s\) of .*: bee/b2\.JPEG: cannot be decoded"):
+        annotate(images=str(root), out=out, progress=False, **ARGS)
+    shutil.copy(image_tree / "bee" / "b2.JPEG", root / "bee" / "b2.JPEG")
+    report = annotate(images=str(root), out=out, progress=False, **ARGS)
+    assert report.complete
 
 
 def test_memory_url_store_is_identical(reference, image_tree):

@@ -308,8 +308,7 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
         dense = to_dense(net)
         # Fixed probe input (CPU generator): checks the conversion on this device and gives the map size.
         probe = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(dev)
-        height, width = check_conversion(net, dense, probe)
-        classes_out = dense.forward_hwc(probe).shape[-1]
+        height, width, classes_out = check_conversion(net, dense, probe)
         if topk > classes_out:
             raise AnnotateError(f"--topk {topk} exceeds the model's {classes_out} classes")
         if len(listing.folders) > classes_out:
@@ -369,6 +368,9 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
         return _decode_error(e, listing.root, files[batch * batch_size:(batch + 1 + prefetch) * batch_size],
                              store.url)
 
+    pipe.build()
+    report.setup_s = time.perf_counter() - t0
+    t_loop = time.perf_counter()   # from here on DALI decodes: the first batches count as annotation time
     try:
         loader = DALIGenericIterator(pipe, ["images", "positions"], reader_name=READER_NAME,
                                      last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
@@ -382,8 +384,28 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
     writes: list[concurrent.futures.Future] = []
     buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     autocast = torch.autocast(dev.type, dtype=torch.float16 if on_gpu else torch.bfloat16, enabled=amp)
-    report.setup_s = time.perf_counter() - t0
-    t_loop = time.perf_counter()
+    def finish(item) -> None:
+        """Files one batch's top-k into its block's buffer; hands whole blocks to the writer."""
+        i, values, indices, copied = item
+        if copied is not None:
+            copied.synchronize()   # the device-to-host copies of this batch are done
+        block, start, real = batches[i]
+        n = len(store.block_rows(block))
+        if block not in buffers:
+            shape = (n, store.height, store.width, topk)
+            buffers[block] = (np.empty(shape, np.float16), np.empty(shape, class_dtype))
+        scores, classes = buffers[block]
+        scores[start:start + real] = np.clip(values.numpy(), -FLOAT16_MAX, FLOAT16_MAX)
+        classes[start:start + real] = indices.numpy()
+        if start + real == n:   # the block is whole: write it in the background
+            while len(writes) >= 2:
+                writes.pop(0).result()
+            writes.append(writer.submit(store.write_block, block, *buffers.pop(block)))
+            report.blocks += 1
+        report.images += real
+        bar.update(real)
+
+    previous = None
     try:
         for i in range(len(batches)):
             try:
@@ -398,25 +420,22 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
                 raise RuntimeError(f"the DALI reader returned batch {i} out of order")  # never silently misfile
             if on_gpu:
                 x = x.contiguous(memory_format=torch.channels_last)
+            real = batches[i][2]
             with torch.inference_mode(), autocast:
                 logits = dense.forward_hwc(x)                                   # [B, h, w, C] float32
-                values, indices = torch.topk(logits, topk, dim=-1, sorted=True)
-            block, start, real = batches[i]
-            values = values[:real].clamp(-FLOAT16_MAX, FLOAT16_MAX).cpu().numpy().astype(np.float16)
-            indices = indices[:real].cpu().numpy().astype(class_dtype)
-            n = len(store.block_rows(block))
-            if block not in buffers:
-                shape = (n, store.height, store.width, topk)
-                buffers[block] = (np.empty(shape, np.float16), np.empty(shape, class_dtype))
-            scores, classes = buffers[block]
-            scores[start:start + real], classes[start:start + real] = values, indices
-            if start + real == n:   # the block is whole: write it in the background
-                while len(writes) >= 2:
-                    writes.pop(0).result()
-                writes.append(writer.submit(store.write_block, block, *buffers.pop(block)))
-                report.blocks += 1
-            report.images += real
-            bar.update(real)
+                values, indices = torch.topk(logits[:real], topk, dim=-1, sorted=True)
+                indices = indices.to(torch.int32)
+            copied = None
+            if on_gpu:
+                # Asynchronous copies: the GPU goes on with the next batch while this one is filed.
+                values, indices = values.to("cpu", non_blocking=True), indices.to("cpu", non_blocking=True)
+                copied = torch.cuda.Event()
+                copied.record()
+            if previous is not None:
+                finish(previous)
+            previous = (i, values, indices, copied)
+        if previous is not None:
+            finish(previous)
         for w in writes:
             w.result()
         if buffers:

@@ -217,7 +217,8 @@ def to_dense(model: nn.Module) -> DenseClassifier:
 
 
 @torch.no_grad()
-def check_conversion(model: nn.Module, dense: DenseClassifier, x: torch.Tensor, rtol: float = 1e-3) -> tuple[int, int]:
+def check_conversion(model: nn.Module, dense: DenseClassifier, x: torch.Tensor,
+                     rtol: float = 1e-3) -> tuple[int, int, int]:
     """Runs the model and its dense version on a probe batch and checks the mean-logit invariant.
 
     Catches what :func:`to_dense` cannot see statically, e.g. a layer that ``forward_head`` applies between the
@@ -230,25 +231,37 @@ def check_conversion(model: nn.Module, dense: DenseClassifier, x: torch.Tensor, 
         rtol: allowed error relative to ``max(1, max |logit|)``.
 
     Returns:
-        (h, w) of the dense map at this input size.
+        ``(h, w, num_classes)`` of the dense map at this input size.
 
     Raises:
         ModelError: the dense map fails to compute or its spatial mean differs from the model's logits.
     """
     try:
-        err, scale = mean_logit_error(model, dense, x)
+        maps, logits = _maps_and_logits(model, dense, x)
     except ModelError:
         raise
     except Exception as e:
         raise ModelError(f"{dense.family}: the converted model fails on a {list(x.shape)} probe ({type(e).__name__}: "
                          f"{e}); its head likely holds layers the conversion did not find; expected "
                          f"{EXPECTED_ARCHITECTURES}") from e
+    err, scale = float((maps.mean(dim=(1, 2)) - logits).abs().max()), float(logits.abs().max())
     if not err <= rtol * max(1.0, scale):
         raise ModelError(f"{dense.family}: the spatial mean of the dense map differs from the model's logits by "
                          f"{err:.3g} (logit scale {scale:.3g}): the model does something between its features and its "
                          f"classifier that the conversion does not reproduce; expected {EXPECTED_ARCHITECTURES}")
-    h, w = dense.forward_hwc(x[:1]).shape[1:3]
-    return int(h), int(w)
+    return int(maps.shape[1]), int(maps.shape[2]), int(maps.shape[3])
+
+
+def _maps_and_logits(model: nn.Module, dense: DenseClassifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dense.forward_hwc(x)`` ``[B, h, w, C]`` and ``model(x)`` ``[B, C]``, both float32; checks the shapes."""
+    logits = model(x).float()
+    if logits.dim() != 2:
+        raise ModelError(f"{dense.family}: the model returned shape {list(logits.shape)}; expected logits [B, C]")
+    maps = dense.forward_hwc(x)
+    if maps.shape[-1] != logits.shape[1]:
+        raise ModelError(f"{dense.family}: the dense map has {maps.shape[-1]} classes but the model "
+                         f"{logits.shape[1]}: the head was not found correctly; expected {EXPECTED_ARCHITECTURES}")
+    return maps, logits
 
 
 @torch.no_grad()
@@ -257,14 +270,8 @@ def mean_logit_error(model: nn.Module, dense: DenseClassifier, x: torch.Tensor) 
 
     The conversion is exact when the error is at float rounding level (relative to the logit scale).
     """
-    logits = model(x).float()
-    if logits.dim() != 2:
-        raise ModelError(f"{dense.family}: the model returned shape {list(logits.shape)}; expected logits [B, C]")
-    means = dense(x).mean(dim=(2, 3))
-    if means.shape != logits.shape:
-        raise ModelError(f"{dense.family}: the dense map has {means.shape[1]} classes but the model "
-                         f"{logits.shape[1]}: the head was not found correctly; expected {EXPECTED_ARCHITECTURES}")
-    return float((means - logits).abs().max()), float(logits.abs().max())
+    maps, logits = _maps_and_logits(model, dense, x)
+    return float((maps.mean(dim=(1, 2)) - logits).abs().max()), float(logits.abs().max())
 
 
 __all__ = ["DenseClassifier", "check_conversion", "EXPECTED_ARCHITECTURES", "SUPPORTED_HEAD_LAYERS", "mean_logit_error", "to_dense"]

@@ -76,7 +76,7 @@ def test_spatial_mean_of_map_equals_model_logits(spec):
     np.testing.assert_allclose(maps.mean(dim=(2, 3)).numpy(), logits.numpy(), rtol=0, atol=1e-4)
     err, scale = mean_logit_error(model, dense, x)
     assert err <= 1e-4 and scale == pytest.approx(float(logits.abs().max()))
-    assert check_conversion(model, dense, x) == MAP_HW
+    assert check_conversion(model, dense, x) == (*MAP_HW, logits.shape[1])
 
 
 def as_np(t: torch.Tensor) -> np.ndarray:
@@ -156,7 +156,7 @@ def test_unsupported_architectures_are_refused_with_what_was_expected(make_model
 def test_conversion_check_catches_a_head_layer_it_cannot_see():
     model = TimmStyleNet(head_scale=1.0).eval()
     x = images(1)
-    assert check_conversion(model, to_dense(model), x) == (INPUT_HW[0] // 8, INPUT_HW[1] // 8)
+    assert check_conversion(model, to_dense(model), x) == (INPUT_HW[0] // 8, INPUT_HW[1] // 8, 10)
     scaled = TimmStyleNet(head_scale=2.0).eval()   # forward_head scales the logits: invisible to to_dense
     with pytest.raises(ModelError, match="spatial mean of the dense map differs from the model's logits"):
         check_conversion(scaled, to_dense(scaled), x)

@@ -1,0 +1,190 @@
+"""Annotator throughput vs the same model's forward pass alone, same batch, size and device, same run.
+
+The annotator (``dali_relabel.annotate``: DALI decode + resize + normalize, dense forward, top-k, store writes)
+should reach ≥ 90% of what the classifier's own forward pass does on ready-made input tensors. Both are
+measured alternately, ``--repeats`` times, and compared by their medians. Also measured, for the breakdown:
+the dense (fully convolutional) forward alone.
+
+Images: ImageNet-like JPEGs (≈500×375, quality 90) cut from the photos shipped with scikit-image, written to a
+temporary folder. Annotator time is its loop time (the first batch's decode included; model loading and store
+creation excluded, they do not grow with the dataset); the end-to-end time is reported too.
+
+    python benchmarks/annotate_bench.py                                   # CPU: resnet18 at 224, batch 32
+    python benchmarks/annotate_bench.py --device cuda --model torchvision:efficientnet_b7 --size 475 --amp
+
+Writes ``benchmarks/results/annotate-<date>-<device>.json`` (date, machine, commit, settings, all samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "cat")
+
+
+def make_images(root: Path, n: int, seed: int = 0) -> None:
+    """``n`` JPEGs of about 500×375 (either orientation) cut from scikit-image's photos, in 4 class folders."""
+    import skimage.data
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    photos = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PHOTOS]
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        w, h = photo.size
+        aspect = rng.uniform(0.75, 1.333)
+        cw = int(min(w, h * aspect) * rng.uniform(0.6, 1.0))
+        ch = int(min(h, cw / aspect))
+        x, y = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+        out = (500, 375) if cw >= ch else (375, 500)
+        path = root / f"class{i % 4}" / f"img{i:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        photo.crop((x, y, x + cw, y + ch)).resize(out, Image.BILINEAR).save(path, quality=90)
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    import nvidia.dali as dali
+
+    cpu = platform.processor() or "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "host": platform.node(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__, "dali": dali.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
+def forward_seconds(module: torch.nn.Module, *, n: int, batch: int, size: int, device: torch.device,
+                    amp: bool) -> float:
+    """Seconds for ``n`` images through ``module`` on a ready-made random batch (one warm-up batch first)."""
+    x = torch.randn(batch, 3, size, size, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                              enabled=amp)
+    with torch.inference_mode(), autocast:
+        module(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(n // batch):
+            module(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="torchvision:resnet18")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--images", type=int, default=256, help="images per measurement (a multiple of the batch)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--resize", default="squash")
+    ap.add_argument("--num-threads", type=int, help="DALI threads (default: the annotator's)")
+    ap.add_argument("--out", help="result file (default benchmarks/results/annotate-<date>-<device>.json)")
+    args = ap.parse_args()
+    if args.images % args.batch_size:
+        ap.error("--images must be a multiple of --batch-size (the forward pass runs whole batches)")
+
+    import dali_relabel  # noqa: F401  (plugin)
+    from dali_relabel.annotate import annotate
+    from dali_relabel.dense import to_dense
+    from dali_relabel.models import load_model
+
+    device = torch.device(args.device)
+    net = load_model(args.model, random_init=True).module.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False   # as the annotator
+        net.to(memory_format=torch.channels_last)
+    dense = to_dense(net)
+    n, b = args.images, args.batch_size
+    work = Path(tempfile.mkdtemp(prefix="annotate_bench_"))
+    try:
+        make_images(work / "images", n)
+
+        def run_annotator(tag: str) -> tuple[float, float]:
+            out = work / f"store-{tag}"
+            t = time.perf_counter()
+            report = annotate(images=str(work / "images"), model=args.model, out=str(out), random_init=True,
+                              size=args.size, topk=5, batch_size=b, device=args.device, amp=args.amp,
+                              resize=args.resize, block_size=max(512, b), num_threads=args.num_threads,
+                              progress=False)
+            total = time.perf_counter() - t
+            assert report.complete and report.images == n
+            shutil.rmtree(out)
+            return report.loop_s, total
+
+        run_annotator("warmup")   # DALI and allocator warm-up, not counted
+        samples = {"forward": [], "dense_forward": [], "annotate_loop": [], "annotate_total": []}
+        for r in range(args.repeats):   # alternated, so that load drifts hit both sides alike
+            samples["forward"].append(forward_seconds(net, n=n, batch=b, size=args.size, device=device, amp=args.amp))
+            loop, total = run_annotator(str(r))
+            samples["annotate_loop"].append(loop)
+            samples["annotate_total"].append(total)
+            samples["dense_forward"].append(forward_seconds(dense, n=n, batch=b, size=args.size, device=device,
+                                                            amp=args.amp))
+            print(f"repeat {r}: " + ", ".join(f"{k} {n / v[-1]:.1f} img/s" for k, v in samples.items()), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rate = {k: n / statistics.median(v) for k, v in samples.items()}
+    ratio = rate["annotate_loop"] / rate["forward"]
+    result = {
+        "benchmark": "annotate", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(), "machine": machine(),
+        "settings": {"model": args.model, "size": args.size, "batch_size": b, "images": n, "repeats": args.repeats,
+                     "device": args.device, "amp": args.amp, "resize": args.resize, "num_threads": args.num_threads,
+                     "weights": "random init", "image_source": "scikit-image photos, ~500x375 JPEG q90"},
+        "seconds": samples,
+        "median_img_per_s": rate,
+        "ratio_annotate_to_forward": ratio,
+        "ratio_annotate_total_to_forward": rate["annotate_total"] / rate["forward"],
+        "ratio_dense_forward_to_forward": rate["dense_forward"] / rate["forward"],
+        "goal": "ratio_annotate_to_forward >= 0.9",
+    }
+    out = Path(args.out) if args.out else \
+        RESULTS / f"annotate-{datetime.date.today().isoformat()}-{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"median img/s: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
+    print(f"annotator / forward = {ratio:.3f} (goal >= 0.9; end to end {result['ratio_annotate_total_to_forward']:.3f})"
+          f" -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

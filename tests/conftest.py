@@ -30,9 +30,9 @@ def gpu_unavailable_reason() -> str | None:
     return None
 
 
-def requires_gpu(test):
-    reason = gpu_unavailable_reason()
-    return pytest.mark.gpu(pytest.mark.skipif(reason is not None, reason=reason or "")(test))
+# Marks a test (or, as `pytestmark`, a module) as needing the GPU: it runs where CUDA, a GPU and the
+# plugin's CUDA backend exist, and is skipped with the reason everywhere else.
+requires_gpu = pytest.mark.skipif(gpu_unavailable_reason() is not None, reason=f"GPU test: {gpu_unavailable_reason()}")
 
 
 class LabelPoolRunner:

@@ -12,7 +12,7 @@ from label_pool_cases import (SCORE_CLASS_DTYPES, good_sample, make_batch, run_o
                               two_samples_with)
 from reference import random_box, random_label_map
 
-pytestmark = [pytest.mark.gpu, requires_gpu]
+pytestmark = requires_gpu
 
 
 @pytest.mark.parametrize("h,w,k,num_classes", [

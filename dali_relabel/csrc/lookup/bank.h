@@ -47,7 +47,7 @@ struct NpyArray {
   const void *data() const { return file->data() + data_offset; }
 };
 
-/// The parsed header of a .npy file (exposed for its own tests of corrupt files via the op).
+/// The parsed header of a .npy file.
 struct NpyHeader {
   std::string descr;
   bool fortran_order = false;

@@ -18,6 +18,7 @@ COMMANDS = {
     "import-naver": "import_naver",
     "info": "info",
     "verify": "verify",
+    "demo": "demo",
 }
 
 

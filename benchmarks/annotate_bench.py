@@ -12,19 +12,14 @@ creation excluded, they do not grow with the dataset); the end-to-end time is re
     python benchmarks/annotate_bench.py                                   # CPU: resnet18 at 224, batch 32
     python benchmarks/annotate_bench.py --device cuda --model torchvision:efficientnet_b7 --size 475 --amp
 
-Writes ``benchmarks/results/annotate-<date>-<device>.json`` (date, machine, commit, settings, all samples).
+Writes ``benchmarks/results/annotate-<date>-<cpu|gpu>.json`` (date, machine, commit, settings, all samples).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,18 +27,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_result
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "cat")
 
 
-def make_images(root: Path, n: int, seed: int = 0) -> None:
-    """``n`` JPEGs of about 500×375 (either orientation) cut from scikit-image's photos, in 4 class folders."""
-    import skimage.data
+def source_photos(rng: np.random.Generator) -> tuple[list, str]:
+    """scikit-image's shipped photos; where scikit-image is missing (the GPU machine), smooth random images."""
+    from PIL import Image
+
+    try:
+        import skimage.data
+
+        return [Image.fromarray(getattr(skimage.data, n)()).convert("RGB") for n in PHOTOS], \
+            "scikit-image photos"
+    except ImportError:
+        photos = []
+        for _ in range(8):
+            coarse = (rng.random((12, 16, 3)) * 255).astype(np.uint8)
+            smooth = np.asarray(Image.fromarray(coarse).resize((640, 480), Image.BICUBIC), np.float32)
+            texture = rng.normal(0, 12, smooth.shape)   # JPEG-relevant detail, like a photo's
+            photos.append(Image.fromarray(np.clip(smooth + texture, 0, 255).astype(np.uint8)))
+        return photos, "generated smooth images with noise (scikit-image not installed)"
+
+
+def make_images(root: Path, n: int, seed: int = 0) -> str:
+    """``n`` JPEGs of about 500×375 (either orientation), random crops of source photos, in 4 class folders.
+
+    Returns:
+        What the source photos were.
+    """
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    photos = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PHOTOS]
+    photos, source = source_photos(rng)
     for i in range(n):
         photo = photos[i % len(photos)]
         w, h = photo.size
@@ -55,33 +72,7 @@ def make_images(root: Path, n: int, seed: int = 0) -> None:
         path = root / f"class{i % 4}" / f"img{i:05d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         photo.crop((x, y, x + cw, y + ch)).resize(out, Image.BILINEAR).save(path, quality=90)
-
-
-def git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> dict:
-    import nvidia.dali as dali
-
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "host": platform.node(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version(), "torch": torch.__version__, "dali": dali.__version__,
-            "torch_threads": torch.get_num_threads()}
+    return source + ", ~500x375 JPEG q90"
 
 
 def forward_seconds(module: torch.nn.Module, *, n: int, batch: int, size: int, device: torch.device,
@@ -115,7 +106,7 @@ def main() -> int:
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--resize", default="squash")
     ap.add_argument("--num-threads", type=int, help="DALI threads (default: the annotator's)")
-    ap.add_argument("--out", help="result file (default benchmarks/results/annotate-<date>-<device>.json)")
+    ap.add_argument("--out", help="result file (default benchmarks/results/annotate-<date>-<cpu|gpu>.json)")
     args = ap.parse_args()
     if args.images % args.batch_size:
         ap.error("--images must be a multiple of --batch-size (the forward pass runs whole batches)")
@@ -134,7 +125,7 @@ def main() -> int:
     n, b = args.images, args.batch_size
     work = Path(tempfile.mkdtemp(prefix="annotate_bench_"))
     try:
-        make_images(work / "images", n)
+        source = make_images(work / "images", n)
 
         def run_annotator(tag: str) -> tuple[float, float]:
             out = work / f"store-{tag}"
@@ -164,11 +155,9 @@ def main() -> int:
     rate = {k: n / statistics.median(v) for k, v in samples.items()}
     ratio = rate["annotate_loop"] / rate["forward"]
     result = {
-        "benchmark": "annotate", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(), "machine": machine(),
         "settings": {"model": args.model, "size": args.size, "batch_size": b, "images": n, "repeats": args.repeats,
                      "device": args.device, "amp": args.amp, "resize": args.resize, "num_threads": args.num_threads,
-                     "weights": "random init", "image_source": "scikit-image photos, ~500x375 JPEG q90"},
+                     "weights": "random init", "image_source": source},
         "seconds": samples,
         "median_img_per_s": rate,
         "ratio_annotate_to_forward": ratio,
@@ -176,10 +165,7 @@ def main() -> int:
         "ratio_dense_forward_to_forward": rate["dense_forward"] / rate["forward"],
         "goal": "ratio_annotate_to_forward >= 0.9",
     }
-    out = Path(args.out) if args.out else \
-        RESULTS / f"annotate-{datetime.date.today().isoformat()}-{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result("annotate", result, args.out)
     print(f"median img/s: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
     print(f"annotator / forward = {ratio:.3f} (goal >= 0.9; end to end {result['ratio_annotate_total_to_forward']:.3f})"
           f" -> {out}")

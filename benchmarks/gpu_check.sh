@@ -41,6 +41,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>
 
 step gpu_tests 240 $PY -m pytest -m gpu -q -rs -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml" tests
 step op_bench 180 $PY benchmarks/op_bench.py --json "$OUT/op_bench.json"
+# Annotator vs the model's own forward pass (goal >= 0.9), a large model at the paper's input size.
+step annotate_bench 240 $PY benchmarks/annotate_bench.py --device cuda --model torchvision:efficientnet_b7 \
+  --size 475 --batch-size 64 --amp --images 1024 --repeats 3 --out "$OUT/annotate_bench.json"
 
 {
   echo "## GPU check  $(date -u +%Y-%m-%dT%H:%MZ)  commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
@@ -51,5 +54,7 @@ step op_bench 180 $PY benchmarks/op_bench.py --json "$OUT/op_bench.json"
   grep -E "passed|failed|error|skipped" "$OUT/gpu_tests.log" | tail -n 1
   echo
   sed -n '/^| method/,/^$/p' "$OUT/op_bench.log"
+  echo
+  tail -n 2 "$OUT/annotate_bench.log"
 } | tee "$OUT/summary.md"
 exit $status

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from annotate_models import SLEEP_ENV
+from conftest import requires_gpu
 from PIL import Image
 
 from dali_relabel import LabelStore
@@ -91,9 +92,34 @@ def dense_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         model(x)
     hook.remove()
-    f = seen[0][0].double().numpy()                                       # [512, h, w]
-    w, b = model.fc.weight.detach().double().numpy(), model.fc.bias.detach().double().numpy()
+    f = seen[0][0].double().cpu().numpy()                                 # [512, h, w]
+    w, b = model.fc.weight.detach().double().cpu().numpy(), model.fc.bias.detach().double().cpu().numpy()
     return np.einsum("chw,kc->hwk", f, w) + b
+
+
+def assert_topk_of_dense_map(store: LabelStore, image_tree: Path, device: str, atol: float = 5e-3) -> None:
+    """Every row holds the sorted top-k of the original model's dense map of that image, computed alone."""
+    listing = list_image_tree(image_tree)
+    loaded = load_model(MODEL, random_init=True)
+    model = loaded.module.to(device)
+    scores, classes = store.read(slice(None))
+    assert scores.dtype == np.float16 and classes.dtype == np.int16
+    assert np.all(np.isfinite(scores)) and np.all(np.diff(scores.astype(np.float32), axis=-1) <= 0)
+    assert np.all(np.sort(classes, axis=-1)[..., 1:] != np.sort(classes, axis=-1)[..., :-1])
+    # Reference: each image alone through the same input pipeline, then the original model.
+    pipe = annotate_pipeline(file_root=str(image_tree), files=listing.keys.tolist(), positions=range(15), size=64,
+                             mean=loaded.mean, std=loaded.std, decoder="mixed" if device == "cuda" else "cpu",
+                             batch_size=1, num_threads=1, device_id=0 if device == "cuda" else None)
+    pipe.build()
+    for row in range(15):
+        out = pipe.run()[0]
+        x = torch.from_numpy(np.array((out.as_cpu() if device == "cuda" else out).as_tensor()))
+        ref = dense_reference(model, x.to(device))                       # [2, 2, 1000]
+        top = -np.sort(-ref, axis=-1)[..., :5]
+        np.testing.assert_allclose(scores[row], top, atol=atol, rtol=2e-3, err_msg=listing.keys[row])
+        # Classes checked through their logits (robust to near-ties swapping places).
+        picked = np.take_along_axis(ref, classes[row].astype(np.int64), axis=-1)
+        np.testing.assert_allclose(picked, top, atol=atol, rtol=2e-3, err_msg=listing.keys[row])
 
 
 def test_store_holds_topk_of_the_dense_map(reference, image_tree):
@@ -108,25 +134,24 @@ def test_store_holds_topk_of_the_dense_map(reference, image_tree):
         (MODEL, True, None, loaded.weights_sha256)
     assert (a["size"], a["resize"], a["k"], a["batch_size"], a["device"], a["amp"]) == (64, "squash", 5, 3, "cpu", False)
     assert a["mean"] == list(loaded.mean) and a["std"] == list(loaded.std)
-
-    scores, classes = s.read(slice(None))
-    assert scores.dtype == np.float16 and classes.dtype == np.int16
-    assert np.all(np.isfinite(scores)) and np.all(np.diff(scores.astype(np.float32), axis=-1) <= 0)
-    assert np.all(np.sort(classes, axis=-1)[..., 1:] != np.sort(classes, axis=-1)[..., :-1])
-
-    # Reference: each image alone through the same input pipeline, then the original model.
-    pipe = annotate_pipeline(file_root=str(image_tree), files=listing.keys.tolist(), positions=range(15), size=64,
-                             mean=loaded.mean, std=loaded.std, batch_size=1, num_threads=1, device_id=None)
-    pipe.build()
-    for row in range(15):
-        x = torch.from_numpy(np.array(pipe.run()[0].as_tensor()))
-        ref = dense_reference(loaded.module, x)                          # [2, 2, 1000]
-        top = -np.sort(-ref, axis=-1)[..., :5]
-        np.testing.assert_allclose(scores[row], top, atol=5e-3, rtol=2e-3, err_msg=listing.keys[row])
-        # Classes checked through their logits (robust to near-ties swapping places).
-        picked = np.take_along_axis(ref, classes[row].astype(np.int64), axis=-1)
-        np.testing.assert_allclose(picked, top, atol=5e-3, rtol=2e-3, err_msg=listing.keys[row])
+    assert_topk_of_dense_map(s, image_tree, "cpu")
     assert cli_main(["verify", s.url, "--images", str(image_tree), "--quiet"]) == 0
+
+
+@requires_gpu
+def test_gpu_annotation_is_the_topk_of_the_dense_map_and_reproducible(image_tree, tmp_path):
+    args = {**ARGS, "device": "cuda"}
+    first = annotate(images=str(image_tree), out=str(tmp_path / "a"), progress=False, **args)
+    second = annotate(images=str(image_tree), out=str(tmp_path / "b"), progress=False, **args)
+    assert first.complete and second.complete
+    a, b = LabelStore.open(tmp_path / "a"), LabelStore.open(tmp_path / "b")
+    assert a.annotator["device"] == "cuda"
+    assert_identical(b, a)   # what a resumed or multi-rank run relies on
+    # nvJPEG + GPU resize, TF32 convolutions: compared with a looser tolerance than on the CPU.
+    assert_topk_of_dense_map(a, image_tree, "cuda", atol=3e-2)
+    amp = annotate(images=str(image_tree), out=str(tmp_path / "amp"), progress=False, **{**args, "amp": True})
+    assert amp.complete
+    assert cli_main(["verify", str(tmp_path / "amp"), "--images", str(image_tree), "--quiet"]) == 0
 
 
 def test_undecodable_image_is_named_and_the_run_resumes_once_replaced(image_tree, tmp_path):

@@ -10,15 +10,17 @@ Long-job behaviour:
   store as an uninterrupted one (batches never straddle blocks and every block is cut into the same
   batches, so each image is always computed in the same batch);
 * refuses to resume into a store made with other arguments (the ``annotator`` attributes must match);
-* several processes (``torchrun --nproc-per-node N -m dali_relabel.annotate ...``, or ``--rank/--world-size``):
-  block ``b`` belongs to rank ``b % world_size``, all ranks write into the same store (local, shared storage
-  or an fsspec URL), and the result is the same as one process's.
+* several processes (``torchrun --nproc-per-node N -m dali_relabel.annotate ...``, or ``--rank/--world-size``)
+  write disjoint blocks into the same store (local, shared storage or an fsspec URL), and the result is the
+  same as one process's. Under torchrun the unfinished blocks are dealt out evenly by rank 0; independent
+  processes own block ``b`` when ``b % world_size == rank``.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import datetime
 import os
 import sys
 import time
@@ -83,7 +85,7 @@ class AnnotateReport:
         rank, world_size: this process's share.
         images: images annotated by this process in this run (padding excluded).
         blocks: blocks written by this process in this run.
-        skipped_blocks: this rank's blocks that were already complete.
+        skipped_blocks: blocks of the store (all ranks') already complete when this process started.
         setup_s: seconds spent before the first batch was requested (listing, model, probe, store, pipeline).
         loop_s: seconds spent annotating (decode + inference + top-k + writes).
         complete: whether the whole store was complete when this process finished.
@@ -117,7 +119,9 @@ class _Ranks:
             import torch.distributed as dist
 
             if not dist.is_initialized():
-                dist.init_process_group("gloo")   # only barriers and small objects: gloo works everywhere
+                # gloo: only barriers and small objects, works everywhere. The long timeout covers the final
+                # barrier, where ranks that finished wait for the slowest one.
+                dist.init_process_group("gloo", timeout=datetime.timedelta(hours=48))
             self.dist = dist
 
     def barrier(self) -> None:
@@ -326,10 +330,16 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
                                       height=height, width=width, k=topk, annotator=attrs, block_size=block_size),
                             ranks)
         done = np.asarray(store.completed_blocks(), dtype=bool)
-        mine = [b for b in range(store.num_blocks) if b % ranks.world == ranks.rank]
-        pending = [b for b in mine if not done[b]]
+        if ranks.dist is not None:
+            # One view of what is left (rank 0's, taken before anyone writes), dealt out evenly: a resumed
+            # run keeps every rank busy.
+            todo = ranks.broadcast([b for b in range(store.num_blocks) if not done[b]])
+            pending = todo[ranks.rank::ranks.world]
+        else:
+            # Independent processes cannot share a view: a fixed owner per block keeps them disjoint.
+            pending = [b for b in range(store.num_blocks) if b % ranks.world == ranks.rank and not done[b]]
         report = AnnotateReport(store=str(out), rank=ranks.rank, world_size=ranks.world, images=0, blocks=0,
-                                skipped_blocks=len(mine) - len(pending), setup_s=0.0, loop_s=0.0, complete=False)
+                                skipped_blocks=int(done.sum()), setup_s=0.0, loop_s=0.0, complete=False)
         if pending:
             _run_blocks(store=store, listing=listing, dense=dense, blocks=pending, dev=dev, size=size,
                         resize=resize, mean=mean, std=std, topk=topk, batch_size=batch_size, amp=amp,

@@ -243,13 +243,18 @@ def test_two_ranks_write_the_same_store_as_one(reference, image_tree, tmp_path):
     assert_identical(LabelStore.open(out), reference)
 
 
-def test_torchrun_writes_the_same_store_as_one(reference, image_tree, tmp_path):
+def test_torchrun_resumes_with_the_remaining_blocks_dealt_evenly(reference, image_tree, tmp_path):
     out = tmp_path / "store"
+    # A previous run did blocks 0 and 2 (rank 0 of 2, alone); two torchrun ranks share the 2 blocks left.
+    first = annotate(images=str(image_tree), out=str(out), progress=False, rank=0, world_size=2, **ARGS)
+    assert (first.blocks, first.complete) == (2, False)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "dali_relabel.annotate",
            "--images", str(image_tree), "--out", str(out), *CLI_ARGS]
     proc = subprocess.run(cmd, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{out} is complete" in proc.stdout
+    assert "rank 0 of 2: annotated 4 images in 1 blocks" in proc.stdout          # block 1
+    assert "rank 1 of 2: annotated 3 images in 1 blocks" in proc.stdout          # block 3
+    assert proc.stdout.count(f"{out} is complete") == 2   # judged after every rank is done
     assert_identical(LabelStore.open(out), reference)
 
 

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from annotate_models import SLEEP_ENV
 from conftest import requires_gpu
 from PIL import Image
 
 from dali_relabel import LabelStore
-from dali_relabel.annotate import AnnotateError, annotate, list_image_tree
+from dali_relabel.annotate import AnnotateError, _batches_by_block, annotate, list_image_tree
 from dali_relabel.cli import main as cli_main
 from dali_relabel.models import load_model
 from dali_relabel.pipelines.annotate import annotate_pipeline
@@ -278,3 +280,37 @@ def test_empty_image_tree_is_an_error(tmp_path, capsys):
     rc = cli_main(["annotate", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "s"),
                    "--model", "torchvision:resnet18", "--random-init", "--device", "cpu"])
     assert rc == 2 and "no images under" in capsys.readouterr().err
+
+
+class _Blocks:
+    """The block geometry of a store of ``n`` rows (what _batches_by_block reads)."""
+
+    def __init__(self, n: int, block_size: int):
+        self.n, self.block_size = n, block_size
+
+    def block_rows(self, b: int) -> range:
+        return range(b * self.block_size, min(self.n, (b + 1) * self.block_size))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), block_size=st.integers(1, 12), batch_size=st.integers(1, 9), data=st.data())
+def test_batches_never_straddle_blocks_and_cut_each_block_the_same_way(n, block_size, batch_size, data):
+    geometry = _Blocks(n, block_size)
+    num_blocks = -(-n // block_size)
+    blocks = data.draw(st.lists(st.integers(0, num_blocks - 1), unique=True), label="blocks")
+    keys = np.array([f"k{i}" for i in range(n)])
+    files, batches = _batches_by_block(geometry, keys, blocks, batch_size)
+    assert len(files) == len(batches) * batch_size
+    seen = []
+    for i, (block, start, real) in enumerate(batches):
+        rows = geometry.block_rows(block)
+        batch_files = files[i * batch_size:(i + 1) * batch_size]
+        assert batch_files[:real] == [f"k{r}" for r in rows[start:start + real]]
+        assert batch_files[real:] == [f"k{rows[-1]}"] * (batch_size - real)   # padding: the block's last image
+        assert start % batch_size == 0 and 0 < real <= batch_size
+        seen += list(rows[start:start + real])
+    # Every row of every requested block once, in order; and a block's batches do not depend on the others.
+    assert seen == [r for b in blocks for r in geometry.block_rows(b)]
+    for b in blocks:
+        alone = _batches_by_block(geometry, keys, [b], batch_size)[1]
+        assert alone == [x for x in batches if x[0] == b]

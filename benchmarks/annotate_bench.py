@@ -18,6 +18,7 @@ Writes ``benchmarks/results/annotate-<date>-<cpu|gpu>.json`` (date, machine, com
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -116,6 +117,7 @@ def main() -> int:
     from dali_relabel.dense import to_dense
     from dali_relabel.models import load_model
 
+    load_before = list(os.getloadavg())
     device = torch.device(args.device)
     net = load_model(args.model, random_init=True).module.to(device)
     if device.type == "cuda":
@@ -170,6 +172,7 @@ def main() -> int:
         "ratio_annotate_total_to_forward": rate["annotate_total"] / rate["forward"],
         "ratio_dense_forward_to_forward": rate["dense_forward"] / rate["forward"],
         "goal": "ratio_annotate_to_forward >= 0.9",
+        "load_average_before_after": [load_before, list(os.getloadavg())],   # other processes on the machine
     }
     out = write_result("annotate", result, args.out)
     print(f"median img/s: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))

@@ -133,8 +133,14 @@ def _nvcc_include_dir(nvcc: str) -> str | None:
     return None
 
 
+def _complete_cuda_include(path: str | None) -> bool:
+    # cuda_runtime.h alone is not enough: it includes crt/host_config.h, which the
+    # nvidia-cuda-runtime wheel lacks (it comes with nvcc or the nvidia-cuda-crt wheel).
+    return bool(path) and all(os.path.isfile(os.path.join(path, h)) for h in ("cuda_runtime.h", "crt/host_config.h"))
+
+
 def find_cuda_include(nvcc: str | None) -> str:
-    """Directory holding ``cuda_runtime.h``: DALI's headers include it even for CPU code."""
+    """Directory holding the CUDA runtime headers: DALI's headers include them even for CPU code."""
     candidates: list[str | None] = []
     if nvcc:
         candidates.append(_nvcc_include_dir(nvcc))
@@ -142,7 +148,8 @@ def find_cuda_include(nvcc: str | None) -> str:
     for var in ("CUDA_HOME", "CUDA_PATH"):
         if os.environ.get(var):
             candidates.append(os.path.join(os.environ[var], "include"))
-    # The CUDA runtime wheels (pulled in by torch) ship the headers too.
+    candidates.append("/usr/local/cuda/include")
+    # CUDA wheels (torch pulls in nvidia-cuda-runtime) may hold them too.
     try:
         import nvidia  # namespace package
 
@@ -151,13 +158,13 @@ def find_cuda_include(nvcc: str | None) -> str:
                 candidates.append(os.path.join(base, sub, "include"))
     except ImportError:
         pass
-    candidates.append("/usr/local/cuda/include")
     for c in candidates:
-        if c and os.path.isfile(os.path.join(c, "cuda_runtime.h")):
+        if _complete_cuda_include(c):
             return c
     raise BuildError(
-        "cuda_runtime.h not found (DALI's plugin headers need it even for the CPU backend). "
-        "Install the CUDA toolkit, set CUDA_HOME, or `pip install nvidia-cuda-runtime`.")
+        "CUDA runtime headers (cuda_runtime.h, crt/host_config.h) not found; DALI's plugin headers need them even "
+        "for the CPU backend. Install the CUDA toolkit and set CUDA_HOME, or "
+        "`pip install nvidia-cuda-runtime nvidia-cuda-crt` (matching your CUDA major version).")
 
 
 def _parse_archs() -> tuple[int, ...]:

@@ -14,6 +14,7 @@ import sys
 # command name -> module under dali_relabel.commands
 COMMANDS = {
     "build": "build",
+    "demo": "demo",
     "import-naver": "import_naver",
     "info": "info",
     "verify": "verify",

@@ -30,9 +30,20 @@ def gpu_unavailable_reason() -> str | None:
     return None
 
 
-def requires_gpu(test):
+# Marks a test (or, as `pytestmark`, a module) as needing the GPU: it runs where CUDA, a GPU and the
+# plugin's CUDA backend exist, and is skipped with the reason everywhere else (see the hook below).
+# `pytest -m gpu` selects exactly these tests (benchmarks/gpu_check.sh does).
+requires_gpu = pytest.mark.gpu
+
+
+def pytest_collection_modifyitems(config, items):
     reason = gpu_unavailable_reason()
-    return pytest.mark.gpu(pytest.mark.skipif(reason is not None, reason=reason or "")(test))
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"GPU test: {reason}")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
 
 
 class LabelPoolRunner:

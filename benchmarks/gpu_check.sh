@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The project's GPU check: one command for a machine with an NVIDIA GPU where DALI is importable.
+# Builds the plugin for this GPU, runs the GPU tests (pytest -m gpu) and the GPU benchmarks, and
+# prints a short summary last. Logs and JSON go to $OUT (default: a temp dir). Fits in ~5 minutes.
+#
+#   bash benchmarks/gpu_check.sh                # from the repository root
+#
+# On the lent H200 (no registry, no DALI installed): carry DALI as described in
+# ../shared/device/README.md, and the test wheels made by benchmarks/device/pack_wheels.sh
+# (.device-carry/wheels); this script installs them when present. Set PYTHONPATH to the unpacked
+# DALI before calling it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+status=0
+step() {  # step NAME TIMEOUT_S CMD...: runs CMD with a timeout, logs to $OUT/NAME.log, records failure
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "== $name" >&2
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc $((SECONDS - t0))s" >>"$OUT/steps.txt"
+  tail -n 5 "$OUT/$name.log" >&2
+  [ $rc -eq 0 ] || status=1
+  return $rc
+}
+
+if [ -d .device-carry/wheels ]; then
+  step wheels 120 $PY -m pip install --no-index --find-links .device-carry/wheels pytest hypothesis "zarr>=3" numcodecs tqdm setuptools wheel
+fi
+step install 120 $PY -m pip install --no-deps --no-build-isolation --no-index -e .
+# Compile only for this GPU's architecture (the default three archs take longer).
+if [ -z "${DALI_RELABEL_CUDA_ARCHS:-}" ]; then
+  export DALI_RELABEL_CUDA_ARCHS=$($PY -c "import torch; print(''.join(map(str, torch.cuda.get_device_capability())))" 2>/dev/null || echo 90)
+fi
+step build 300 $PY -m dali_relabel.cli build
+$PY -c "import torch; print(torch.cuda.get_device_name(0))" >"$OUT/gpu.txt" 2>&1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$OUT/gpu.txt" 2>&1
+
+step gpu_tests 240 $PY -m pytest -m gpu -q -rs -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml" tests
+step op_bench 180 $PY benchmarks/op_bench.py --json "$OUT/op_bench.json"
+
+{
+  echo "## GPU check  $(date -u +%Y-%m-%dT%H:%MZ)  commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
+  echo "GPU: $(head -n 1 "$OUT/gpu.txt")"
+  echo
+  cat "$OUT/steps.txt"
+  echo
+  grep -E "passed|failed|error|skipped" "$OUT/gpu_tests.log" | tail -n 1
+  echo
+  sed -n '/^| method/,/^$/p' "$OUT/op_bench.log"
+} | tee "$OUT/summary.md"
+exit $status

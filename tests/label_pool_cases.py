@@ -1,0 +1,70 @@
+"""Test cases shared by the CPU and GPU label_pool tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from reference import random_box, random_label_map
+
+from dali_relabel.official import relabel_targets
+
+# Boxes that exercise the border rules of RoIAlign: smaller than a cell, the full image,
+# touching each border, degenerate-thin, plus random ones.
+SPECIAL_BOXES = [
+    ((0.40, 0.52), (0.41, 0.53)),
+    ((0.0, 0.0), (1.0, 1.0)),
+    ((0.0, 0.0), (0.3, 0.25)),
+    ((0.7, 0.6), (1.0, 1.0)),
+    ((0.0, 0.5), (1.0, 0.5001)),
+    ((0.999, 0.0), (1.0, 0.001)),
+]
+
+SCORE_CLASS_DTYPES = [(np.float32, np.int32), (np.float16, np.int16), (np.float16, np.int32), (np.float32, np.int16)]
+
+
+def make_batch(seed: int, h: int, w: int, k: int, num_classes: int, score_dtype=np.float32, class_dtype=np.int32,
+               n_random: int = 6):
+    rng = np.random.default_rng(seed)
+    boxes = [(np.array(a, np.float32), np.array(b, np.float32)) for a, b in SPECIAL_BOXES]
+    boxes += [random_box(rng) for _ in range(n_random)]
+    maps = [random_label_map(rng, h, w, k, num_classes, score_dtype, class_dtype) for _ in boxes]
+    scores, classes = zip(*maps)
+    starts, ends = zip(*boxes)
+    return list(scores), list(classes), list(starts), list(ends)
+
+
+def torchvision_reference(scores, classes, starts, ends, num_classes, temperature=1.0) -> np.ndarray:
+    """torchvision roi_align on the dense float64 map (dali_relabel.official.relabel_targets)."""
+    out = relabel_targets(torch.from_numpy(np.stack(scores).astype(np.float64)),
+                          torch.from_numpy(np.stack(classes).astype(np.int64)),
+                          torch.from_numpy(np.stack(starts).astype(np.float64)),
+                          torch.from_numpy(np.stack(ends).astype(np.float64)), num_classes, temperature)
+    return out.numpy()
+
+
+def assert_close(out, ref, atol=1e-5, rtol=1e-5):
+    # atol is the stated contract; rtol additionally guards the tiny probabilities of large C.
+    np.testing.assert_allclose(out, ref, rtol=rtol, atol=min(atol, 1e-8))
+    assert np.abs(out - ref).max() <= atol
+
+
+def run_once(scores, classes, starts, ends, device="cpu", **op_args):
+    """Fresh pipeline (an error invalidates a DALI pipeline)."""
+    from conftest import LabelPoolRunner
+
+    op_args.setdefault("num_classes", 10)
+    return LabelPoolRunner(device, max_batch=4, **op_args)(scores, classes, starts, ends)
+
+
+def good_sample(h=3, w=4, k=2):
+    s, c = random_label_map(np.random.default_rng(0), h, w, k, 10)
+    return s, c, np.array([0.1, 0.2], np.float32), np.array([0.9, 0.8], np.float32)
+
+
+def two_samples_with(**changes):
+    """Batch of two good samples where sample 1 has the given field replaced."""
+    first, second = list(good_sample()), list(good_sample())
+    names = ["scores", "classes", "start", "end"]
+    for key, value in changes.items():
+        second[names.index(key)] = value
+    return [list(x) for x in zip(first, second)]

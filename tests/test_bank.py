@@ -160,3 +160,25 @@ def test_open_errors(store, tmp_path):
     (bank.path / "bank.json").write_text(json.dumps(dict(meta, version=7)))
     with pytest.raises(ValueError, match="version 7; expected 'dali_relabel.bank' version 1"):
         LabelBank.open(bank.path)
+
+
+def test_lookup_serves_the_materialized_store(store, tmp_path):
+    """fn.relabel.lookup (CPU) on the bank returns exactly the store's rows."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    rows = np.array([99, 0, 17, 17, 64], np.int32)
+
+    @pipeline_def(batch_size=len(rows), num_threads=1, device_id=None)
+    def pipe():
+        index = fn.external_source(source=lambda: [np.array([r], np.int32) for r in rows], dtype=types.INT32,
+                                   batch=True)
+        return tuple(fn.relabel.lookup(index=index, bank=str(bank.path)))
+
+    p = pipe()
+    p.build()
+    scores, classes, labels = (np.stack([np.array(t[i]) for i in range(len(rows))]) for t in p.run())
+    want_s, want_c = store.read(rows)
+    np.testing.assert_array_equal(scores, want_s)
+    np.testing.assert_array_equal(classes, want_c)
+    np.testing.assert_array_equal(labels.reshape(-1), store.labels[rows])

@@ -123,10 +123,13 @@ def test_undecodable_images_bisects_to_the_bad_ones(tmp_path):
     data = (tmp_path / "7.jpg").read_bytes()
     (tmp_path / "7.jpg").write_bytes(data[:len(data) // 3])
     (tmp_path / "20.jpg").write_bytes(b"")
+    data = (tmp_path / "25.jpg").read_bytes()
+    (tmp_path / "25.jpg").write_bytes(data[:-10])  # the decoder alone would return a partly grey image
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "30.jpg", format="PNG")  # wrong name, decodes
     paths = [tmp_path / k for k in keys] + [tmp_path / "missing.jpg"]
     bad = undecodable_images(paths, batch_size=16, progress=False)
-    assert [Path(p).name for p, _ in bad] == ["3.jpg", "7.jpg", "20.jpg", "missing.jpg"]
+    assert [Path(p).name for p, _ in bad] == ["3.jpg", "7.jpg", "20.jpg", "25.jpg", "missing.jpg"]
     reasons = dict((Path(p).name, r) for p, r in bad)
     assert reasons["20.jpg"] == "empty file" and reasons["missing.jpg"].startswith("cannot be read")
     assert reasons["3.jpg"].startswith("cannot be decoded by DALI's CPU decoder")
+    assert "truncated JPEG (no end-of-image marker)" in reasons["25.jpg"]

@@ -11,4 +11,7 @@ from .plugin import load_plugin, loaded_plugin
 
 load_plugin()
 
-__all__ = ["BuildError", "load_plugin", "loaded_plugin", "__version__"]
+from .bank import LabelBank  # noqa: E402
+from .store import LabelStore  # noqa: E402
+
+__all__ = ["BuildError", "LabelBank", "LabelStore", "load_plugin", "loaded_plugin", "__version__"]

@@ -15,6 +15,9 @@ import sys
 COMMANDS = {
     "build": "build",
     "demo": "demo",
+    "import-naver": "import_naver",
+    "info": "info",
+    "verify": "verify",
 }
 
 

@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="DALI threads = DataLoader workers = torch threads")
     ap.add_argument("--images", type=int, default=320)
-    ap.add_argument("--epochs", type=int, default=5, help="measured epochs per method (after one warm-up)")
+    ap.add_argument("--epochs", type=int, default=10, help="measured epochs per method (after one warm-up)")
     ap.add_argument("--quick", action="store_true", help="2 measured epochs")
     ap.add_argument("--json")
     args = ap.parse_args(argv)

@@ -169,7 +169,7 @@ def label_map_from_owner(owner: np.ndarray, classes, num_classes: int, map_size:
 
 
 def build_demo_dataset(root: str | os.PathLike | None = None, *, num_images: int = 320, height: int = 375,
-                       width: int = 500, map_size: int = 15, k: int = 5, alpha: float = 10.0, quality: int = 90,
+                       width: int = 500, map_size: int = 15, k: int = 5, alpha: float = 6.0, quality: int = 90,
                        seed: int = 0, progress: bool = True) -> DemoDataset:
     """Builds (or finds, cached) the demo dataset.
 

@@ -62,9 +62,11 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
     images = fn.crop_mirror_normalize(images, dtype=types.FLOAT16 if dtype == "float16" else types.FLOAT,
                                       output_layout="CHW", mean=[m * 255 for m in mean], std=[s * 255 for s in std],
                                       mirror=mirror)
-    targets, labels = relabel_targets(rows, rel_start, rel_end, bank=bank, num_classes=num_classes, device=device,
-                                      temperature=temperature, official_axes=official_axes,
-                                      missing_from=missing_from, bank_memory=bank_memory)
-    named = {"images": images, "targets": targets, "labels": labels, "rows": fn.reshape(rows, shape=[]),
-             "boxes": fn.cat(rel_start, rel_end), "mirror": fn.cast(mirror, dtype=types.INT32)}
-    return tuple(named[name] for name in outputs)
+    named = {"images": lambda: images, "rows": lambda: fn.reshape(rows, shape=[]),
+             "boxes": lambda: fn.cat(rel_start, rel_end), "mirror": lambda: fn.cast(mirror, dtype=types.INT32)}
+    if {"targets", "labels"} & set(outputs):
+        targets, labels = relabel_targets(rows, rel_start, rel_end, bank=bank, num_classes=num_classes, device=device,
+                                          temperature=temperature, official_axes=official_axes,
+                                          missing_from=missing_from, bank_memory=bank_memory)
+        named.update(targets=lambda: targets, labels=lambda: labels)
+    return tuple(named[name]() for name in outputs)

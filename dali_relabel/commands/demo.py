@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             parts = sorted(((f, names[o["class"]]) for f, o in zip(comp, objects) if f > 0.005), reverse=True)
             truth = ", ".join(f"{n} {f:.0%}" for f, n in parts) + f", background {max(0.0, 1 - comp.sum()):.0%}"
         rows.append((key, box, line, truth))
-        print(f"{key}  box (y0 x0 y1 x1) = {np.round(box, 2).tolist()}\n    target: {line}"
+        print(f"{key}  box (y0 x0 y1 x1) = {[round(float(v), 3) for v in box]}\n    target: {line}"
               + (f"\n    crop contains: {truth}" if truth else ""))
     if args.out and shown:
         _figure(shown, rows, names, args.out)

@@ -28,7 +28,7 @@ from common import markdown_table, write_result
 
 import dali_relabel
 from dali_relabel.demo_dataset import build_demo_dataset
-from dali_relabel.image_list import ImageList
+from dali_relabel.image_folder import ImageList
 from dali_relabel.loader import ReLabelLoader
 from dali_relabel.official import official_relabel_targets
 from dali_relabel.store import LabelStore

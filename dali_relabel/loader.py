@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .image_list import ImageList
+from .image_folder import IMAGE_EXTENSIONS, ImageList
 
 LOADER_OUTPUTS = ("images", "targets", "labels", "boxes", "indices", "keys", "mirror")
 # loader output name -> pipeline output name (keys are looked up from the rows on the host)
@@ -99,6 +99,8 @@ class ReLabelLoader:
         self.outputs, self.batch_size, self.device = outputs, batch_size, device
 
         self.images = ImageList.from_path(images)
+        if not len(self.images):
+            raise FileNotFoundError(f"{images}: no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         self._report_skipped()
         self.store = LabelStore.open(str(labels))
         self.num_classes = self._check_classes(num_classes)

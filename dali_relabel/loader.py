@@ -99,6 +99,8 @@ class ReLabelLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.outputs, self.batch_size, self.device = outputs, batch_size, device
+        # What the targets are, for code that pools more of them (e.g. ReLabelMix.for_loader).
+        self.temperature, self.label_type, self.official_axes = temperature, label_type, official_axes
 
         self.images = ImageList.from_path(images)
         if not len(self.images):

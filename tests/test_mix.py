@@ -14,7 +14,6 @@ from conftest import requires_gpu
 from mix_reference import Crop, mask_box, pixel_field, region_parts, region_targets, softmax
 from PIL import Image
 from reference import random_label_map, slow_pooled_logits
-from scipy import stats
 
 from dali_relabel import LabelStore, ReLabelLoader
 from dali_relabel.demo_dataset import build_demo_dataset, label_map_from_owner
@@ -234,6 +233,8 @@ def test_float16_images_stay_float16():
 
 @pytest.mark.parametrize("alpha", [0.4, 1.0, 2.0])
 def test_lambda_follows_beta_alpha_alpha(alpha):
+    from scipy import stats  # imported here: the GPU machine runs `pytest -m gpu` without scipy
+
     mix = ReLabelMix(mode="mixup", alpha=alpha, seed=11)
     lams = np.array([mix.sample(4, 32, 32).lam for _ in range(3000)])
     assert stats.kstest(lams, stats.beta(alpha, alpha).cdf).pvalue > 0.01
@@ -242,6 +243,8 @@ def test_lambda_follows_beta_alpha_alpha(alpha):
 
 
 def test_cutmix_lambda_box_and_correction():
+    from scipy import stats
+
     mix = ReLabelMix(mode="cutmix", policy="area", alpha=1.0, seed=2)
     draws = [mix.sample(4, 224, 160) for _ in range(3000)]
     sampled = np.array([p.sampled_lam for p in draws])

@@ -28,7 +28,7 @@ from common import markdown_table, write_result
 
 import dali_relabel
 from dali_relabel.demo_dataset import build_demo_dataset
-from dali_relabel.image_list import ImageList
+from dali_relabel.image_folder import ImageList
 from dali_relabel.loader import ReLabelLoader
 from dali_relabel.official import official_relabel_targets
 from dali_relabel.store import LabelStore
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="DALI threads = DataLoader workers = torch threads")
     ap.add_argument("--images", type=int, default=320)
-    ap.add_argument("--epochs", type=int, default=5, help="measured epochs per method (after one warm-up)")
+    ap.add_argument("--epochs", type=int, default=10, help="measured epochs per method (after one warm-up)")
     ap.add_argument("--quick", action="store_true", help="2 measured epochs")
     ap.add_argument("--json")
     args = ap.parse_args(argv)

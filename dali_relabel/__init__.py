@@ -12,6 +12,8 @@ from .plugin import load_plugin, loaded_plugin
 load_plugin()
 
 from .bank import LabelBank  # noqa: E402
+from .loader import ReLabelLoader  # noqa: E402
+from .mix import ReLabelMix  # noqa: E402
 from .store import LabelStore  # noqa: E402
 
-__all__ = ["BuildError", "LabelBank", "LabelStore", "load_plugin", "loaded_plugin", "__version__"]
+__all__ = ["BuildError", "LabelBank", "LabelStore", "ReLabelLoader", "ReLabelMix", "load_plugin", "loaded_plugin", "__version__"]

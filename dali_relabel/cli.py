@@ -15,10 +15,12 @@ import sys
 COMMANDS = {
     "build": "build",
     "annotate": "annotate",
+    "crop-stats": "crop_stats",
+    "demo": "demo",
     "import-naver": "import_naver",
     "info": "info",
+    "show": "show",
     "verify": "verify",
-    "demo": "demo",
 }
 
 

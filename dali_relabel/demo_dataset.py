@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-# (class name, loader of a uint8 image from skimage.data). Grayscale photos become RGB.
-PHOTOS = (
+# (class name, loader of a uint8 image from skimage.data), sorted by name: class index = position =
+# the index of the class folder in ImageFolder order. Grayscale photos become RGB.
+PHOTOS = tuple(sorted((
     ("astronaut", "astronaut"),
     ("cat", "chelsea"),
     ("coffee", "coffee"),
@@ -36,7 +37,7 @@ PHOTOS = (
     ("coins", "coins"),
     ("cameraman", "camera"),
     ("clock", "clock"),
-)
+)))
 TEXTURES = ("grass", "gravel", "brick")
 FORMAT_VERSION = 1
 
@@ -129,7 +130,7 @@ def coverage_maps(owner: np.ndarray, num_objects: int, map_h: int, map_w: int) -
         return overlap / (n_pixels / n_cells)
 
     my, mx = axis_matrix(h, map_h), axis_matrix(w, map_w)
-    return np.einsum("rh,ohw,qw->orq", my, onehot, mx)
+    return my @ onehot @ mx.T  # [map_h, H] @ [n, H, W] @ [W, map_w] -> [n, map_h, map_w]
 
 
 def crop_composition(owner: np.ndarray, box, num_objects: int) -> np.ndarray:
@@ -168,7 +169,7 @@ def label_map_from_owner(owner: np.ndarray, classes, num_classes: int, map_size:
 
 
 def build_demo_dataset(root: str | os.PathLike | None = None, *, num_images: int = 320, height: int = 375,
-                       width: int = 500, map_size: int = 15, k: int = 5, alpha: float = 10.0, quality: int = 90,
+                       width: int = 500, map_size: int = 15, k: int = 5, alpha: float = 6.0, quality: int = 90,
                        seed: int = 0, progress: bool = True) -> DemoDataset:
     """Builds (or finds, cached) the demo dataset.
 

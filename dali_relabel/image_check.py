@@ -1,5 +1,9 @@
 """Finds images that DALI's CPU decoder cannot decode, before a training run trips on them.
 
+Each image goes through ``fn.relabel.check_image`` (complete file of a known format: catches JPEGs
+truncated inside their image data, which the decoder would silently fill with grey) and then
+``fn.decoders.image`` on the CPU.
+
 A DALI pipeline that fails is no longer usable and its error does not always name the sample,
 so images are decoded in batches and a failing batch is bisected, with a fresh pipeline after
 each failure, down to the culprits: cost ≈ one decode per image plus O(log batch) rebuilds per
@@ -25,11 +29,15 @@ class _Decoder:
     def _build(self):
         from nvidia.dali import fn, pipeline_def, types
 
+        from . import load_plugin
+
+        load_plugin()  # fn.relabel.check_image
+
         @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads, device_id=None,
                       exec_async=False, exec_pipelined=False, prefetch_queue_depth=1)
         def pipe():
             data = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
-            return fn.decoders.image(data, device="cpu", output_type=types.RGB)
+            return fn.decoders.image(fn.relabel.check_image(data), device="cpu", output_type=types.RGB)
 
         self.pipe = pipe()
         self.pipe.build()

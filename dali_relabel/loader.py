@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .image_list import ImageList
+from .image_folder import IMAGE_EXTENSIONS, ImageList
 
 LOADER_OUTPUTS = ("images", "targets", "labels", "boxes", "indices", "keys", "mirror")
 # loader output name -> pipeline output name (keys are looked up from the rows on the host)
@@ -64,6 +64,8 @@ class ReLabelLoader:
         area, aspect, flip_prob: random-resized-crop ranges and flip probability.
         temperature: softmax temperature of the targets.
         official_axes: reproduce the official relabel_imagenet targets exactly (its transposed box).
+        label_type: "localized_multi" (ReLabel, default), "localized_single" (one-hot of the pooled argmax),
+            "global_multi" (the whole map, ignoring the crop) or "global_single": the paper's factor analysis.
         bank_dir: where the served bank is cached (default: see ``LabelStore.materialize``).
         bank_memory: "device" or "host" (GPU only; see ``fn.relabel.lookup``).
         prefetch: DALI prefetch queue depth.
@@ -76,8 +78,8 @@ class ReLabelLoader:
                  missing: str = "error", shuffle: bool = True, num_classes: int | None = None,
                  dtype: str = "float32", area: tuple[float, float] = (0.08, 1.0),
                  aspect: tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5, temperature: float = 1.0,
-                 official_axes: bool = False, bank_dir: str | os.PathLike | None = None,
-                 bank_memory: str = "device", prefetch: int = 2):
+                 official_axes: bool = False, label_type: str = "localized_multi",
+                 bank_dir: str | os.PathLike | None = None, bank_memory: str = "device", prefetch: int = 2):
         from nvidia.dali.plugin.base_iterator import LastBatchPolicy
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
@@ -97,13 +99,17 @@ class ReLabelLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.outputs, self.batch_size, self.device = outputs, batch_size, device
+        # What the targets are, for code that pools more of them (e.g. ReLabelMix.for_loader).
+        self.temperature, self.label_type, self.official_axes = temperature, label_type, official_axes
 
         self.images = ImageList.from_path(images)
+        if not len(self.images):
+            raise FileNotFoundError(f"{images}: no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         self._report_skipped()
         self.store = LabelStore.open(str(labels))
         self.num_classes = self._check_classes(num_classes)
         rows = self._match_rows(missing)
-        self.num_missing = int((rows < 0).sum())
+        self.num_missing = int((rows >= self.store.num_samples).sum())
         self._check_labels(rows)
         self.bank = self.store.materialize(cache_dir=bank_dir)
         file_list = self._write_file_list(rows)
@@ -125,7 +131,8 @@ class ReLabelLoader:
             bank=str(self.bank.path), num_classes=self.num_classes, device=device, crop_size=crop_size, area=area,
             aspect=aspect, flip_prob=flip_prob, dtype=dtype, shuffle=shuffle, shard_id=self.shard_id,
             num_shards=self.num_shards, reader_name="Reader", outputs=tuple(names), temperature=temperature,
-            official_axes=official_axes, onehot_missing=self.num_missing > 0, bank_memory=bank_memory)
+            official_axes=official_axes, missing_from=self.store.num_samples if self.num_missing else None,
+            bank_memory=bank_memory, label_type=label_type)
         self._pipe.build()
         policy = {"partial": LastBatchPolicy.PARTIAL, "fill": LastBatchPolicy.FILL, "drop": LastBatchPolicy.DROP}
         self._iter = DALIGenericIterator(self._pipe, names, reader_name="Reader",
@@ -154,7 +161,7 @@ class ReLabelLoader:
         return store_c
 
     def _match_rows(self, missing: str) -> np.ndarray:
-        """Store row of every image (-(1 + folder label) where it has no map and missing='onehot')."""
+        """Store row of every image; N + folder label where it has no map and missing='onehot' (N = store size)."""
         index = {k: i for i, k in enumerate(self.store.keys.tolist())}
         rows = np.array([index.get(k, -1) for k in self.images.keys], np.int64)
         absent = np.flatnonzero(rows < 0)
@@ -167,13 +174,13 @@ class ReLabelLoader:
             labels = np.array(self.images.labels)[absent]
             if (labels < 0).any():
                 raise ValueError("missing='onehot' needs a folder label for each image without a label map")
-            rows[absent] = -(1 + labels)
+            rows[absent] = self.store.num_samples + labels
             print(f"ReLabelLoader: {len(absent)} of {len(rows)} images have no label map; they get one-hot "
                   f"targets of their folder label (e.g. {', '.join(names[:3])})", file=sys.stderr)
         return rows
 
     def _check_labels(self, rows: np.ndarray) -> None:
-        present = rows >= 0
+        present = rows < self.store.num_samples
         folder = np.array(self.images.labels)[present]
         stored = self.store.labels[rows[present]]
         known = (folder >= 0) & (stored >= 0)
@@ -208,7 +215,7 @@ class ReLabelLoader:
         return len(self._iter)
 
     def __iter__(self):
-        keys = self.store.keys
+        keys, n_rows = self.store.keys, self.store.num_samples
         for batch in self._iter:
             data = batch[0]
             out = []
@@ -217,10 +224,10 @@ class ReLabelLoader:
                 if name in ("labels", "indices", "mirror"):
                     value = value.reshape(-1).long()
                     if name == "indices":
-                        value = value.clamp(min=-1)
+                        value = torch.where(value < n_rows, value, -1)
                 elif name == "keys":
                     rows = value.reshape(-1).cpu().numpy()
-                    value = [str(keys[r]) if r >= 0 else None for r in rows]
+                    value = [str(keys[r]) if r < n_rows else None for r in rows]
                 out.append(value)
             yield tuple(out) if len(out) > 1 else out[0]
 

@@ -5,7 +5,7 @@ The release is a tree mirroring ``train/``: ``<wnid>/<image stem>.pt``, each a t
 official release) or float16 (TokenLabeling's files, same layout). Each map is matched to its
 image by relative path without extension (store keys keep the image's extension), rows follow
 ``ImageFolder`` order and labels are the class folder indices. Each cell is transposed to
-``[H, W, K]`` and sorted by descending score.
+``[H, W, K]`` and sorted by descending score (ties: ascending class).
 
 Layouts (``layout``): ``"kyx"`` (default) — the file's axes are ``[K, y, x]``, rows = image y, the
 natural layout of a conv output and what TokenLabeling's generator writes; ``"kxy"`` — ``[K, x, y]``,
@@ -76,7 +76,8 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
         expect_shape: the ``[2, K, H, W]`` shape every map must have (the first map's), or None.
 
     Returns:
-        ``(scores, classes)``: float32 and int64 ``[H, W, K]``, each cell sorted by descending score.
+        ``(scores, classes)``: float32 and int64 ``[H, W, K]``, each cell sorted by descending score, ties by
+        ascending class.
 
     Raises:
         NaverImportError: unreadable, wrong shape/dtype, non-finite, non-integral or out-of-range data.
@@ -116,7 +117,8 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
                                f"of the store")
     axes = LAYOUTS[layout]
     scores, cls = scores.transpose(axes), cls.transpose(axes).astype(np.int64)
-    order = np.argsort(-scores, axis=-1, kind="stable")
+    # Descending score; ties by ascending class, so the store does not depend on the file's rank order.
+    order = np.lexsort((cls, -scores), axis=-1)
     scores, cls = np.take_along_axis(scores, order, -1), np.take_along_axis(cls, order, -1)
     srt = np.sort(cls, axis=-1)
     dup = (srt[..., 1:] == srt[..., :-1]).any(axis=-1)

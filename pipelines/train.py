@@ -19,8 +19,9 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
                            mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                            dtype: str = "float32", shuffle: bool = True, shard_id: int = 0, num_shards: int = 1,
                            reader_name: str = "Reader", outputs: tuple[str, ...] = ("images", "targets", "labels"),
-                           temperature: float = 1.0, official_axes: bool = False, onehot_missing: bool = False,
-                           bank_memory: str = "device", check_images: bool = True):
+                           temperature: float = 1.0, official_axes: bool = False, missing_from: int | None = None,
+                           bank_memory: str = "device", check_images: bool = True,
+                           label_type: str = "localized_multi"):
     """Images and ReLabel soft targets for training.
 
     Decoding and random-resized-crop happen together on the decoder (nvJPEG / the hardware decoder with
@@ -30,8 +31,8 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
 
     Args:
         file_root: directory the file list's paths are relative to.
-        file_list: text file, one ``<relative path> <store row>`` per line (negative rows: see
-            ``onehot_missing`` in :func:`dali_relabel.pipelines.targets.relabel_targets`).
+        file_list: text file, one ``<relative path> <store row>`` per line (rows of images without a label map:
+            see ``missing_from`` in :func:`dali_relabel.pipelines.targets.relabel_targets`).
         bank: served label bank directory (``LabelStore.materialize()``).
         num_classes: C.
         device: "gpu" (mixed decoding, GPU label ops) or "cpu" (``device_id=None`` pipelines).
@@ -43,7 +44,7 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
         outputs: names, in order, from ``TRAIN_OUTPUTS``: images ``[3, crop, crop]``, targets ``[C]`` float32,
             labels ``[]`` int32 (the store's label), boxes ``[4]`` normalized (y0, x0, y1, x1), rows ``[]`` int32,
             mirror ``[]`` int32 (1 if flipped).
-        temperature, official_axes, onehot_missing, bank_memory: see ``relabel_targets``.
+        temperature, official_axes, missing_from, bank_memory, label_type: see ``relabel_targets``.
         check_images: fail on truncated/garbage files naming them (``fn.relabel.check_image``), instead of the
             decoder's anonymous error or a silently half-grey truncated JPEG.
     """
@@ -62,9 +63,12 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
     images = fn.crop_mirror_normalize(images, dtype=types.FLOAT16 if dtype == "float16" else types.FLOAT,
                                       output_layout="CHW", mean=[m * 255 for m in mean], std=[s * 255 for s in std],
                                       mirror=mirror)
-    targets, labels = relabel_targets(rows, rel_start, rel_end, bank=bank, num_classes=num_classes, device=device,
-                                      temperature=temperature, official_axes=official_axes,
-                                      onehot_missing=onehot_missing, bank_memory=bank_memory)
-    named = {"images": images, "targets": targets, "labels": labels, "rows": fn.reshape(rows, shape=[]),
-             "boxes": fn.cat(rel_start, rel_end), "mirror": fn.cast(mirror, dtype=types.INT32)}
-    return tuple(named[name] for name in outputs)
+    named = {"images": lambda: images, "rows": lambda: fn.reshape(rows, shape=[]),
+             "boxes": lambda: fn.cat(rel_start, rel_end), "mirror": lambda: fn.cast(mirror, dtype=types.INT32)}
+    if {"targets", "labels"} & set(outputs):
+        targets, labels = relabel_targets(rows, rel_start, rel_end, bank=bank, num_classes=num_classes, device=device,
+                                          temperature=temperature, official_axes=official_axes,
+                                          missing_from=missing_from, bank_memory=bank_memory,
+                                          label_type=label_type)
+        named.update(targets=lambda: targets, labels=lambda: labels)
+    return tuple(named[name]() for name in outputs)

@@ -332,6 +332,14 @@ def test_readable_as_plain_zarr(tmp_path):
     assert [c["name"] for c in meta["codecs"]] == ["transpose", "bytes", "blosc"]
     assert meta["codecs"][0]["configuration"]["order"] == [0, 3, 1, 2]
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [16, 6, 5, 3]
+    core_types = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                  "float32", "float64"}
+    core_codecs = {"transpose", "bytes", "blosc", "zstd", "gzip", "crc32c", "sharding_indexed"}
+    for name in ("scores", "classes", "labels", "keys", "block_digests"):  # what every zarr v3 reader supports
+        meta = json.loads((tmp_path / "s.zarr" / name / "zarr.json").read_text())
+        assert meta["data_type"] in core_types, name
+        assert {c["name"] for c in meta["codecs"]} <= core_codecs, name
+        assert meta["chunk_key_encoding"]["name"] == "default", name
     unwritten = create_store(tmp_path / "u.zarr", n=20)
     assert np.isnan(zarr.open_group(tmp_path / "u.zarr")["scores"][0]).all()  # unwritten data reads as NaN
     assert (zarr.open_group(tmp_path / "u.zarr")["classes"][0] == -1).all()

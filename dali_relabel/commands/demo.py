@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", type=int, default=6, help="crops to print and draw")
     p.add_argument("--out", default="relabel_demo.png", help="figure of crops and their targets ('' to skip)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-images", type=int, default=320, help="size of the built-in dataset")
+    p.add_argument("--data-dir", help="where to build the built-in dataset (default: the dali_relabel cache)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.images:
         images, labels = args.images, args.labels
     else:
-        demo = build_demo_dataset()
+        demo = build_demo_dataset(args.data_dir, num_images=args.num_images)
         images, labels = demo.images, demo.labels
         print(f"demo dataset: {len(demo.objects)} images, {len(demo.class_names)} classes, in {demo.root}")
     device = args.device or ("gpu" if torch.cuda.is_available() else "cpu")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             parts = sorted(((f, names[o["class"]]) for f, o in zip(comp, objects) if f > 0.005), reverse=True)
             truth = ", ".join(f"{n} {f:.0%}" for f, n in parts) + f", background {max(0.0, 1 - comp.sum()):.0%}"
         rows.append((key, box, line, truth))
-        print(f"{key}  box (y0 x0 y1 x1) = {np.round(box, 2).tolist()}\n    target: {line}"
+        print(f"{key}  box (y0 x0 y1 x1) = {[round(float(v), 3) for v in box]}\n    target: {line}"
               + (f"\n    crop contains: {truth}" if truth else ""))
     if args.out and shown:
         _figure(shown, rows, names, args.out)

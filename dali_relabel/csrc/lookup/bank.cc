@@ -14,15 +14,12 @@
 #include <mutex>
 #include <sstream>
 
-#include "lookup/json.h"
 #include "util/errors.h"
 
 namespace dali_relabel {
 namespace {
 
 constexpr const char *kRecreate = "recreate the bank with LabelStore.materialize()";
-constexpr const char *kBankFormat = "dali_relabel.bank";
-constexpr int64_t kBankVersion = 1;
 
 std::string ShapeTuple(const std::vector<int64_t> &shape) {
   std::ostringstream ss;
@@ -192,14 +189,6 @@ NpyArray OpenNpy(const char *op, const std::string &path, std::initializer_list<
   return a;
 }
 
-int64_t JsonInt(const char *op, const std::string &path, const JsonValue &root, const char *key) {
-  const JsonValue *v = root.Find(key);
-  if (!v) Fail(op, path, ": the key \"", key, "\" is missing; ", kRecreate, ".");
-  if (!v->IsInteger())
-    Fail(op, path, ": \"", key, "\" must be an integer, got ", v->Describe(), "; ", kRecreate, ".");
-  return v->integer;
-}
-
 std::string FileIdentity(const char *op, const std::string &path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0)
@@ -274,57 +263,28 @@ std::shared_ptr<Bank> OpenUncached(const char *op, const std::string &dir, const
   bank->path_ = dir;
   bank->key_ = key;
 
-  const std::string json_path = dir + "/bank.json";
-  std::string text;
-  {
-    MappedFile json(op, json_path);
-    text.assign(reinterpret_cast<const char *>(json.data()), json.size());
-  }
-  JsonValue meta;
-  try {
-    meta = ParseJson(text);
-  } catch (const JsonError &e) {
-    Fail(op, json_path, ": not valid JSON (", e.what(), "); ", kRecreate, ".");
-  }
-  if (meta.kind != JsonValue::kObject) Fail(op, json_path, ": expected a JSON object; ", kRecreate, ".");
-  const JsonValue *format = meta.Find("format");
-  if (!format || format->kind != JsonValue::kString || format->string != kBankFormat)
-    Fail(op, json_path, ": \"format\" must be \"", kBankFormat, "\", got ", format ? format->Describe() : "nothing",
-         "; this directory is not a dali_relabel bank (pass LabelBank.path).");
-  const int64_t version = JsonInt(op, json_path, meta, "version");
-  if (version != kBankVersion)
-    Fail(op, json_path, ": bank format version ", version, " is not supported by this plugin (it reads version ",
-         kBankVersion, "); ", version > kBankVersion ? "upgrade dali_relabel or " : "", kRecreate, ".");
-  const int64_t n = JsonInt(op, json_path, meta, "num_samples");
-  const int64_t h = JsonInt(op, json_path, meta, "height");
-  const int64_t w = JsonInt(op, json_path, meta, "width");
-  const int64_t k = JsonInt(op, json_path, meta, "k");
-  const int64_t c = JsonInt(op, json_path, meta, "num_classes");
-  if (n < 0 || h < 1 || w < 1 || k < 1 || c < 1)
-    Fail(op, json_path, ": num_samples=", n, ", height=", h, ", width=", w, ", k=", k, ", num_classes=", c,
-         " is not a valid bank (height, width, k and num_classes must be >= 1); ", kRecreate, ".");
-
-  bank->scores_ = OpenNpy(op, dir + "/scores.npy", {kFloat16}, 4, "[N, H, W, K]");
-  bank->classes_ = OpenNpy(op, dir + "/classes.npy", {kInt16, kInt32}, 4, "[N, H, W, K]");
-  bank->labels_ = OpenNpy(op, dir + "/labels.npy", {kInt32}, 1, "[N]");
-  const std::vector<int64_t> expected{n, h, w, k};
-  if (bank->scores_.shape != expected)
-    Fail(op, dir, "/scores.npy: shape ", ShapeTuple(bank->scores_.shape), " disagrees with bank.json (num_samples, "
-         "height, width, k) = ", ShapeTuple(expected), "; ", kRecreate, ".");
-  if (bank->classes_.shape != expected)
-    Fail(op, dir, "/classes.npy: shape ", ShapeTuple(bank->classes_.shape), " disagrees with bank.json (num_samples, "
-         "height, width, k) = ", ShapeTuple(expected), "; ", kRecreate, ".");
-  if (bank->labels_.shape != std::vector<int64_t>{n})
-    Fail(op, dir, "/labels.npy: shape ", ShapeTuple(bank->labels_.shape), " disagrees with bank.json num_samples=",
-         n, "; ", kRecreate, ".");
-  if (bank->classes_.dtype == ::DALI_INT16 && c > 32768)
-    Fail(op, dir, "/classes.npy: int16 cannot hold the class indices of num_classes=", c,
-         " (bank.json); classes must be int32 above 32768 classes; ", kRecreate, ".");
-  bank->num_samples_ = n;
-  bank->height_ = h;
-  bank->width_ = w;
-  bank->k_ = k;
-  bank->num_classes_ = c;
+  // bank.json (written and read by the Python LabelBank) is not opened here: the .npy headers
+  // already give every dtype and shape, and the three must agree with each other.
+  const std::string scores_path = dir + "/scores.npy", classes_path = dir + "/classes.npy",
+                    labels_path = dir + "/labels.npy";
+  bank->scores_ = OpenNpy(op, scores_path, {kFloat16}, 4, "[N, H, W, K]");
+  bank->classes_ = OpenNpy(op, classes_path, {kInt16, kInt32}, 4, "[N, H, W, K]");
+  bank->labels_ = OpenNpy(op, labels_path, {kInt32}, 1, "[N]");
+  const std::vector<int64_t> &shape = bank->scores_.shape;
+  // N may be 0 (an empty bank rejects every index); a label map needs at least one cell and one entry.
+  if (shape[1] < 1 || shape[2] < 1 || shape[3] < 1)
+    Fail(op, scores_path, ": shape ", ShapeTuple(shape), " [N, H, W, K] is empty (H, W and K must be >= 1); ",
+         kRecreate, ".");
+  if (bank->classes_.shape != shape)
+    Fail(op, classes_path, ": shape ", ShapeTuple(bank->classes_.shape), " disagrees with scores.npy shape ",
+         ShapeTuple(shape), " (both are [N, H, W, K]); ", kRecreate, ".");
+  if (bank->labels_.shape != std::vector<int64_t>{shape[0]})
+    Fail(op, labels_path, ": shape ", ShapeTuple(bank->labels_.shape), " disagrees with scores.npy, which holds N=",
+         shape[0], " samples (labels is [N]); ", kRecreate, ".");
+  bank->num_samples_ = shape[0];
+  bank->height_ = shape[1];
+  bank->width_ = shape[2];
+  bank->k_ = shape[3];
   return bank;
 }
 
@@ -338,12 +298,12 @@ std::shared_ptr<const Bank> Bank::Open(const char *op, const std::string &dir) {
   std::free(resolved);
   struct stat st;
   if (stat(canonical.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    Fail(op, "bank '", dir, "' is not a directory; pass str(LabelBank.path), the directory holding bank.json.");
+    Fail(op, "bank '", dir, "' is not a directory; pass str(LabelBank.path), the bank directory.");
 
   // The identity of every file is part of the key, so a bank replaced under the same path
   // (new inodes or mtimes) is opened afresh instead of being served from a stale mapping.
   std::string key = canonical;
-  for (const char *name : {"bank.json", "scores.npy", "classes.npy", "labels.npy"})
+  for (const char *name : {"scores.npy", "classes.npy", "labels.npy"})
     key += "|" + FileIdentity(op, canonical + "/" + name);
 
   // Leaked on purpose: operators may be destroyed during interpreter shutdown, after the

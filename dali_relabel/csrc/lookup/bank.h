@@ -1,5 +1,8 @@
-// The serving bank as the operators see it: a directory written by dali_relabel.LabelBank
-// (scores.npy, classes.npy, labels.npy, bank.json), validated and memory-mapped read-only.
+// The serving bank as the operators see it: a directory written by dali_relabel.LabelBank,
+// of which the operators read scores.npy, classes.npy and labels.npy, validated against each
+// other and memory-mapped read-only. bank.json belongs to the Python side (LabelBank), which
+// owns the checks that need it (e.g. that int16 classes can hold num_classes); the .npy
+// headers already carry every dtype and shape the operators need.
 //
 // Banks are opened through Bank::Open, which shares one mapping per process for each bank
 // (keyed by the canonical path and the files' identities), so several operator instances and
@@ -62,18 +65,18 @@ NpyHeader ParseNpyHeader(const char *op, const std::string &path, const unsigned
 class Bank {
  public:
   /// Opens the bank directory `dir` (shared per process while any holder keeps it), checking
-  /// that every file is present, well formed and consistent with bank.json. Throws an error
+  /// that the three .npy files are present, well formed and consistent with each other
+  /// (scores [N, H, W, K] float16, classes of the same shape, labels [N]). Throws an error
   /// that names `op`, the file and what to do.
   static std::shared_ptr<const Bank> Open(const char *op, const std::string &dir);
 
   const std::string &path() const { return path_; }  // canonical directory path
-  /// Process-wide identity of this mapping (canonical path + file identities).
+  /// Process-wide identity of this mapping (canonical path + identities of the .npy files).
   const std::string &key() const { return key_; }
   int64_t num_samples() const { return num_samples_; }
   int64_t height() const { return height_; }
   int64_t width() const { return width_; }
   int64_t k() const { return k_; }
-  int64_t num_classes() const { return num_classes_; }
   /// Elements per sample in scores/classes: H * W * K.
   int64_t sample_elements() const { return height_ * width_ * k_; }
 
@@ -86,7 +89,7 @@ class Bank {
  private:
   Bank() = default;
   std::string path_, key_;
-  int64_t num_samples_ = 0, height_ = 0, width_ = 0, k_ = 0, num_classes_ = 0;
+  int64_t num_samples_ = 0, height_ = 0, width_ = 0, k_ = 0;
   NpyArray scores_, classes_, labels_;
 
   friend std::shared_ptr<Bank> OpenUncached(const char *op, const std::string &dir, const std::string &key);

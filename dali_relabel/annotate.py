@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .dense import check_conversion, to_dense
-from .image_folder import list_images, scan_image_folder
+from .image_folder import IMAGE_EXTENSIONS, ImageList, list_images
 from .models import load_model
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -41,39 +41,23 @@ class AnnotateError(ValueError):
     """Arguments that cannot be honoured (message says what to do)."""
 
 
-@dataclass
-class ImageList:
-    """The images to annotate, in store order.
+def list_image_tree(images: str) -> ImageList:
+    """The images to annotate, in store order, as the training loader lists them (``ImageList.from_path``).
 
-    Attributes:
-        root: the image tree's root.
-        keys: ``[N]`` relative paths with extension.
-        labels: ``[N]`` int32 class-folder index (ImageFolder's target), −1 for a flat folder.
-        folders: the class folder names.
-    """
-
-    root: str
-    keys: np.ndarray
-    labels: np.ndarray
-    folders: list[str]
-
-
-def list_image_tree(root: str) -> ImageList:
-    """ImageFolder's listing of ``root`` (class folders, sorted); a folder without class folders gives its
-    images unlabelled (−1).
+    A directory is read as ImageFolder class folders (labels = folder index); a directory without class
+    folders gives its images unlabelled (−1); a file is an image list (``<relative path> [label]`` lines).
 
     Raises:
-        FileNotFoundError: ``root`` is not a directory or holds no image.
+        FileNotFoundError: ``images`` does not exist or lists no image.
     """
-    folders, keys, labels = scan_image_folder(root)
-    if not folders:
-        keys = list_images(root)
-        labels = [-1] * len(keys)
-    if not keys:
-        raise FileNotFoundError(f"no images under {root} (ImageFolder layout: {root}/<class>/<image>; extensions "
-                                "jpg, jpeg, png, ppm, bmp, pgm, tif, tiff, webp)")
-    return ImageList(root=str(root), keys=np.array(keys, dtype=str), labels=np.array(labels, dtype=np.int32),
-                     folders=folders)
+    listing = ImageList.from_path(images)
+    if listing.classes == []:   # a folder without class folders
+        keys = list_images(images)
+        listing = ImageList(listing.root, keys, [-1] * len(keys), [])
+    if not listing.keys:
+        raise FileNotFoundError(f"no images under {images} (ImageFolder layout: {images}/<class>/<image>; "
+                                f"extensions {', '.join(IMAGE_EXTENSIONS)})")
+    return listing
 
 
 @dataclass
@@ -315,11 +299,11 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
         height, width, classes_out = check_conversion(net, dense, probe)
         if topk > classes_out:
             raise AnnotateError(f"--topk {topk} exceeds the model's {classes_out} classes")
-        if len(listing.folders) > classes_out:
+        if listing.labels and max(listing.labels) >= classes_out:
             # The store's labels are class indices of the annotator's classifier.
-            raise AnnotateError(f"{images} has {len(listing.folders)} class folders but the model has {classes_out} "
-                                "classes: the store's labels (folder indices) must be model classes; give a model "
-                                "with as many classes (--num-classes) or an image tree with at most that many folders")
+            raise AnnotateError(f"{images} has labels up to {max(listing.labels)} (class folders or list labels) but "
+                                f"the model has {classes_out} classes: the store's labels must be model classes; give "
+                                "a model with as many classes (--num-classes) or images with fewer classes")
         if dev.type == "cuda":
             # Same algorithms every run (resumed blocks must match bit for bit); NHWC for tensor cores.
             torch.backends.cudnn.benchmark = False
@@ -484,5 +468,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["AnnotateError", "AnnotateReport", "ImageList", "annotate", "annotator_attributes", "list_image_tree",
+__all__ = ["AnnotateError", "AnnotateReport", "annotate", "annotator_attributes", "list_image_tree",
            "main"]

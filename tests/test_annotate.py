@@ -76,15 +76,18 @@ def assert_identical(store: LabelStore, ref: LabelStore) -> None:
 
 def test_image_listing_follows_image_folder(image_tree, tmp_path):
     listing = list_image_tree(image_tree)
-    assert listing.folders == ["ant", "bee"]
-    assert listing.keys.tolist() == [f"ant/a{i}.jpg" for i in range(6)] + ["ant/zz.bmp"] + \
+    assert listing.classes == ["ant", "bee"]
+    assert listing.keys == [f"ant/a{i}.jpg" for i in range(6)] + ["ant/zz.bmp"] + \
         [f"bee/b{i}.JPEG" for i in range(6)] + ["bee/more/b8.jpeg", "bee/more/b9.png"]
-    assert listing.labels.tolist() == [0] * 7 + [1] * 8
+    assert listing.labels == [0] * 7 + [1] * 8
     rng = np.random.default_rng(1)
     for name in ("y.png", "x.jpg"):   # a flat folder: its images, unlabelled
-        write_image(tmp_path / name, rng)
-    flat = list_image_tree(tmp_path)
-    assert flat.keys.tolist() == ["x.jpg", "y.png"] and flat.labels.tolist() == [-1, -1] and flat.folders == []
+        write_image(tmp_path / "flat" / name, rng)
+    flat = list_image_tree(tmp_path / "flat")
+    assert flat.keys == ["x.jpg", "y.png"] and flat.labels == [-1, -1]
+    (tmp_path / "list.txt").write_text("flat/y.png 3\nflat/x.jpg\n")   # an image list, as the loader reads it
+    listed = list_image_tree(tmp_path / "list.txt")
+    assert listed.keys == ["flat/y.png", "flat/x.jpg"] and listed.labels == [3, -1] and listed.root == tmp_path
 
 
 def dense_reference(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -109,7 +112,7 @@ def assert_topk_of_dense_map(store: LabelStore, image_tree: Path, device: str, a
     assert np.all(np.isfinite(scores)) and np.all(np.diff(scores.astype(np.float32), axis=-1) <= 0)
     assert np.all(np.sort(classes, axis=-1)[..., 1:] != np.sort(classes, axis=-1)[..., :-1])
     # Reference: each image alone through the same input pipeline, then the original model.
-    pipe = annotate_pipeline(file_root=str(image_tree), files=listing.keys.tolist(), positions=range(15), size=64,
+    pipe = annotate_pipeline(file_root=str(image_tree), files=listing.keys, positions=range(15), size=64,
                              mean=loaded.mean, std=loaded.std, decoder="mixed" if device == "cuda" else "cpu",
                              batch_size=1, num_threads=1, device_id=0 if device == "cuda" else None)
     pipe.build()
@@ -266,6 +269,8 @@ def test_torchrun_resumes_with_the_remaining_blocks_dealt_evenly(reference, imag
     (["--model", "torchvision:resnet18", "--weights", "/nonexistent/w.pth"], "/nonexistent/w.pth does not exist"),
     (["--model", "torchvision:resnet18", "--random-init", "--num-classes", "1"],
      "--topk 5 exceeds the model's 1 classes"),
+    (["--model", "torchvision:resnet18", "--random-init", "--num-classes", "1", "--topk", "1"],
+     "has labels up to 1 (class folders or list labels) but the model has 1 classes"),
 ])
 def test_cli_errors(image_tree, tmp_path, capsys, args, message):
     rc = cli_main(["annotate", "--images", str(image_tree), "--out", str(tmp_path / "s"), "--size", "64",

@@ -250,7 +250,8 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
     """Annotates every image under ``images`` into the label store ``out`` (this rank's blocks).
 
     Args:
-        images: image tree; top-level folders are the classes (``labels`` = folder index, as ImageFolder).
+        images: image tree (top-level folders are the classes: ``labels`` = folder index, as ImageFolder) or
+            image list file (see :func:`list_image_tree`).
         model: ``torchvision:<name>``, ``timm:<name>`` or ``module.path:factory``.
         out: store path or fsspec URL; created, or resumed when it holds a store made with the same arguments.
         weights: local weights file (state dict or checkpoint); required unless ``random_init``.

@@ -10,7 +10,8 @@ HELP = "generate ReLabel label maps (top-k logits per cell) for an image tree wi
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, metavar="DIR",
-                   help="image tree; each top-level folder is a class (label = folder index, as ImageFolder)")
+                   help="image tree (each top-level folder is a class: label = folder index, as ImageFolder), "
+                        "or an image list file ('<relative path> [label]' lines)")
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="torchvision:<name>, timm:<name> (needs the timm extra) or module.path:factory")
     p.add_argument("--out", required=True, metavar="STORE",

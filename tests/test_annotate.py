@@ -34,6 +34,16 @@ CLI_ARGS = ["--model", MODEL, "--random-init", "--size", "64", "--topk", "5", "-
             "--block-size", "4", "--device", "cpu", "--no-progress"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One torch thread here and in the subprocesses (subprocess_env): the same arithmetic everywhere, and no
+    OpenMP spinning on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_image(path: Path, rng: np.random.Generator) -> None:
     h, w = rng.integers(40, 140, 2)
     coarse = (rng.random((h // 10 + 2, w // 10 + 2, 3)) * 255).astype(np.uint8)
@@ -183,7 +193,7 @@ def cli_command(image_tree: Path, out: Path) -> list[str]:
 
 
 def subprocess_env(**extra: str) -> dict:
-    env = dict(os.environ, **extra)
+    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     return env
 
@@ -255,7 +265,7 @@ def test_torchrun_resumes_with_the_remaining_blocks_dealt_evenly(reference, imag
     assert (first.blocks, first.complete) == (2, False)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "dali_relabel.annotate",
            "--images", str(image_tree), "--out", str(out), *CLI_ARGS]
-    proc = subprocess.run(cmd, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rank 0 of 2: annotated 4 images in 1 blocks" in proc.stdout          # block 1
     assert "rank 1 of 2: annotated 3 images in 1 blocks" in proc.stdout          # block 3

@@ -19,6 +19,16 @@ INPUT_HW = (96, 128)
 MAP_HW = (3, 4)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny inputs gain nothing from threads, and EfficientNet's thousands of small ops slow down ~100× when
+    OpenMP threads spin on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_torchvision_convnext(num_classes: int = 50) -> nn.Module:
     """torchvision's ConvNeXt class (LayerNorm2d + Flatten + Linear head) at a test-friendly width."""
     return ConvNeXt([CNBlockConfig(16, 32, 1), CNBlockConfig(32, 64, 1), CNBlockConfig(64, 96, 1),

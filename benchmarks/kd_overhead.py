@@ -43,6 +43,7 @@ import argparse
 import datetime
 import functools
 import gc
+import json
 import math
 import os
 import shutil
@@ -214,7 +215,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data-dir", help="where the demo dataset is built or found (default: the cache)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="result file (default benchmarks/results/kd_overhead-<date>-<device>[-quick].json)")
+    ap.add_argument("--chart", metavar="JSON", help="only (re)draw the chart of an existing result file, next to it")
     args = ap.parse_args(argv)
+    if args.chart:
+        return args
     gpu = args.device == "gpu"
     defaults = dict(student="resnet18" if args.quick else "resnet50",
                     teacher="resnet50" if args.quick else "efficientnet_b7",
@@ -237,6 +241,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.chart:
+        result = json.loads(Path(args.chart).read_text())
+        chart = draw_chart(result["rows"], result["config"], result["device"], Path(args.chart).with_suffix(".png"))
+        print(f"written: {chart}" if chart else "no chart")
+        return 0 if chart else 1
     work = Path(tempfile.mkdtemp(prefix="kd-overhead-"))
     try:
         return run(args, work)

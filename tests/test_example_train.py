@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import requires_gpu
 
 from dali_relabel.demo_dataset import build_demo_dataset
 
@@ -97,3 +98,15 @@ def test_standard_variant_trains_on_hard_labels(data, monkeypatch, tmp_path):
     for targets in seen:  # torchvision ImageFolder: [B] class indices
         assert targets.shape == (4,) and targets.dtype == torch.int64
         assert ((targets >= 0) & (targets < len(demo.class_names))).all()
+
+
+@requires_gpu
+def test_relabel_variant_on_the_gpu(data, monkeypatch):
+    """On a GPU the script decodes and pools in DALI on the device and steps with AMP + channels_last."""
+    root, demo = data
+    module = load(SCRIPT, "train_imagenet_relabel_gpu")
+    result, seen = run(module, monkeypatch, args(root, "--labels", str(demo.labels)))
+    assert result["iterations"] == 2 and math.isfinite(result["train_loss"])
+    for targets in seen:
+        assert targets.device.type == "cuda" and targets.shape == (4, len(demo.class_names))
+        torch.testing.assert_close(targets.sum(1), torch.ones(4, device="cuda"))

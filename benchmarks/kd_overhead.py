@@ -30,7 +30,8 @@ Measurement: methods run in blocks (fresh loader, ``--warmup`` untimed iteration
 state, ``--iters`` timed iterations between two device synchronizations, loader closed), the block order
 rotates each round, and a method's ms/iter is the median over ``--rounds`` blocks. Loaders are closed
 between blocks so that no method's background workers run while another is timed. overhead % =
-ms/iter ÷ baseline's − 1.
+ms/iter ÷ baseline's − 1. Also reported (``breakdown``): relabel_official's label work alone (dense
+scatter + copy + roi_align + softmax on one batch, median of 7), to tell it apart from its loader's cost.
 
     python benchmarks/kd_overhead.py                      # GPU: ResNet-50 AMP, B=256, EfficientNet-B7@600 teacher
     python benchmarks/kd_overhead.py --device cpu --quick # ResNet-18, ResNet-50 teacher, B=8: minutes on 2 cores
@@ -162,6 +163,20 @@ def time_block(factory, step, warmup: int, iters: int, sync) -> tuple[float, flo
         del source
         gc.collect()
     return ms, loss.item()
+
+
+def official_label_work_ms(data, args, dev, sync, repeats: int = 7) -> float:
+    """Median ms of the official per-iteration label work alone, on one batch from its loader."""
+    loader = official_loader(data.images, data.maps, args.batch, 0, pin_memory=False)
+    _, _, coords, maps = next(iter(loader))
+    times = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        sync()
+        t0 = time.perf_counter()
+        official_targets(maps, coords, data.num_classes, dev)
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times[1:])
 
 
 def warm_up(step, teacher, teacher_res, args, dev, num_classes: int) -> None:
@@ -301,6 +316,10 @@ def run(args, work: Path) -> int:
         warnings.warn(f"non-finite training losses (blocks per method): {nonfinite}; the timings still stand, "
                       f"but AMP skipped optimizer steps in those blocks")
 
+    breakdown = {}
+    if "relabel_official" in args.methods:  # how much of relabel_official is label work rather than its loader
+        breakdown["official_label_work_ms"] = official_label_work_ms(data, args, dev, sync)
+
     medians = {m: statistics.median(s) for m, s in samples.items()}
     rows = [{"method": m, "ms_per_iter": medians[m], "overhead_pct": (medians[m] / medians["baseline"] - 1) * 100}
             for m in args.methods]
@@ -319,13 +338,18 @@ def run(args, work: Path) -> int:
         date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
         path = RESULTS / f"kd_overhead-{date}-{args.device}{'-quick' if args.quick else ''}.json"
     path = write_result("kd_overhead", {"device": args.device, "config": config, "rows": rows,
-                                        "samples_ms": samples, "nonfinite_loss_blocks": nonfinite}, path)
+                                        "samples_ms": samples, "breakdown": breakdown,
+                                        "nonfinite_loss_blocks": nonfinite}, path)
     chart = draw_chart(rows, config, args.device, path.with_suffix(".png"))
     for row in rows:
         row["img_per_s"] = args.batch / row["ms_per_iter"] * 1e3
     print(f"\nwritten: {path}" + (f", {chart}" if chart else ""))
     print(f"{args.device}: student {args.student} B={args.batch}, teacher {config['teacher']}@{teacher_res}, "
-          f"median of {args.rounds} blocks x {args.iters} iterations\n")
+          f"median of {args.rounds} blocks x {args.iters} iterations")
+    if breakdown:
+        print(f"relabel_official's label work alone (dense scatter + copy + roi_align + softmax): "
+              f"{breakdown['official_label_work_ms']:.1f} ms/iter")
+    print()
     print(markdown_table(rows, [("method", "method", ""), ("ms_per_iter", "ms/iter", ".1f"),
                                 ("overhead_pct", "overhead vs baseline", "+.1f"), ("img_per_s", "img/s", ".1f")]))
     return 0

@@ -67,6 +67,13 @@ from dali_relabel.training import teacher_targets, train_step
 
 METHODS = ("baseline", "relabel", "relabel_official", "kd")
 CROP = 224
+# Defaults per profile (each can be overridden). CPU: iterations take seconds, so the loader keeps up at once
+# and one warm-up iteration per block suffices; EfficientNet-B7 at 600 px costs about a minute per batch there.
+PROFILES = {
+    "gpu": dict(student="resnet50", teacher="efficientnet_b7", batch=256, rounds=5, warmup=5, iters=10),
+    "cpu": dict(student="resnet50", teacher="efficientnet_b7", batch=32, rounds=3, warmup=1, iters=3),
+    "quick": dict(student="resnet18", teacher="resnet50", batch=8, rounds=5, warmup=2, iters=4),
+}
 
 
 class Source:
@@ -211,16 +218,15 @@ def build_model(name: str) -> tuple[nn.Module, int | None, float | None]:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "gpu"), default="gpu" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--quick", action="store_true",
-                    help="resnet18 student, resnet50 teacher, batch 8, 5 rounds of 2+4 iterations")
-    ap.add_argument("--student", help="torchvision model (default resnet50; --quick resnet18)")
-    ap.add_argument("--teacher", help="torchvision model or timm:<name> (default efficientnet_b7; --quick resnet50)")
+    ap.add_argument("--quick", action="store_true", help="the quick profile (see PROFILES)")
+    ap.add_argument("--student", help="torchvision model")
+    ap.add_argument("--teacher", help="torchvision model or timm:<name>")
     ap.add_argument("--teacher-res", type=int, help="teacher input side (default: the teacher's native resolution)")
     ap.add_argument("--kd-temperature", type=float, default=1.0)
-    ap.add_argument("--batch", type=int, help="default 256 on gpu, 32 on cpu, 8 with --quick")
-    ap.add_argument("--rounds", type=int, help="blocks per method (median over them); default 5 (3 on cpu without --quick)")
-    ap.add_argument("--warmup", type=int, help="untimed iterations per block; default 5 gpu, 2 cpu")
-    ap.add_argument("--iters", type=int, help="timed iterations per block; default 10 gpu, 3 cpu, 4 --quick")
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--rounds", type=int, help="blocks per method (median over them)")
+    ap.add_argument("--warmup", type=int, help="untimed iterations per block")
+    ap.add_argument("--iters", type=int, help="timed iterations per block")
     ap.add_argument("--threads", type=int, default=min(8, len(os.sched_getaffinity(0))),
                     help="DALI threads = DataLoader workers (= torch threads on cpu)")
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision (default: on gpu)")
@@ -235,11 +241,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.chart:
         return args
     gpu = args.device == "gpu"
-    defaults = dict(student="resnet18" if args.quick else "resnet50",
-                    teacher="resnet50" if args.quick else "efficientnet_b7",
-                    batch=8 if args.quick else 256 if gpu else 32,
-                    rounds=5 if gpu or args.quick else 3, warmup=5 if gpu and not args.quick else 2,
-                    iters=10 if gpu and not args.quick else 4 if args.quick else 3, amp=gpu, channels_last=gpu)
+    defaults = {**PROFILES["quick" if args.quick else args.device], "amp": gpu, "channels_last": gpu}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -13,8 +13,9 @@ load_plugin()
 
 from .bank import LabelBank  # noqa: E402
 from .loader import ReLabelLoader  # noqa: E402
+from .mix import ReLabelMix  # noqa: E402
 from .store import LabelStore  # noqa: E402
 from .training import teacher_targets, train_step  # noqa: E402
 
-__all__ = ["BuildError", "LabelBank", "LabelStore", "ReLabelLoader", "load_plugin", "loaded_plugin",
+__all__ = ["BuildError", "LabelBank", "LabelStore", "ReLabelLoader", "ReLabelMix", "load_plugin", "loaded_plugin",
            "teacher_targets", "train_step", "__version__"]

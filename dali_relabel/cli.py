@@ -14,9 +14,11 @@ import sys
 # command name -> module under dali_relabel.commands
 COMMANDS = {
     "build": "build",
+    "crop-stats": "crop_stats",
     "demo": "demo",
     "import-naver": "import_naver",
     "info": "info",
+    "show": "show",
     "verify": "verify",
 }
 

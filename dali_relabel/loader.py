@@ -64,6 +64,8 @@ class ReLabelLoader:
         area, aspect, flip_prob: random-resized-crop ranges and flip probability.
         temperature: softmax temperature of the targets.
         official_axes: reproduce the official relabel_imagenet targets exactly (its transposed box).
+        label_type: "localized_multi" (ReLabel, default), "localized_single" (one-hot of the pooled argmax),
+            "global_multi" (the whole map, ignoring the crop) or "global_single": the paper's factor analysis.
         bank_dir: where the served bank is cached (default: see ``LabelStore.materialize``).
         bank_memory: "device" or "host" (GPU only; see ``fn.relabel.lookup``).
         prefetch: DALI prefetch queue depth.
@@ -76,8 +78,8 @@ class ReLabelLoader:
                  missing: str = "error", shuffle: bool = True, num_classes: int | None = None,
                  dtype: str = "float32", area: tuple[float, float] = (0.08, 1.0),
                  aspect: tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5, temperature: float = 1.0,
-                 official_axes: bool = False, bank_dir: str | os.PathLike | None = None,
-                 bank_memory: str = "device", prefetch: int = 2):
+                 official_axes: bool = False, label_type: str = "localized_multi",
+                 bank_dir: str | os.PathLike | None = None, bank_memory: str = "device", prefetch: int = 2):
         from nvidia.dali.plugin.base_iterator import LastBatchPolicy
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
@@ -97,6 +99,8 @@ class ReLabelLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.outputs, self.batch_size, self.device = outputs, batch_size, device
+        # What the targets are, for code that pools more of them (e.g. ReLabelMix.for_loader).
+        self.temperature, self.label_type, self.official_axes = temperature, label_type, official_axes
 
         self.images = ImageList.from_path(images)
         if not len(self.images):
@@ -128,7 +132,7 @@ class ReLabelLoader:
             aspect=aspect, flip_prob=flip_prob, dtype=dtype, shuffle=shuffle, shard_id=self.shard_id,
             num_shards=self.num_shards, reader_name="Reader", outputs=tuple(names), temperature=temperature,
             official_axes=official_axes, missing_from=self.store.num_samples if self.num_missing else None,
-            bank_memory=bank_memory)
+            bank_memory=bank_memory, label_type=label_type)
         self._pipe.build()
         policy = {"partial": LastBatchPolicy.PARTIAL, "fill": LastBatchPolicy.FILL, "drop": LastBatchPolicy.DROP}
         self._iter = DALIGenericIterator(self._pipe, names, reader_name="Reader",

@@ -7,7 +7,8 @@ from nvidia.dali import fn, types
 
 def relabel_targets(rows, rel_start, rel_end, *, bank: str, num_classes: int, device: str = "cpu",
                     temperature: float = 1.0, official_axes: bool = False, missing_from: int | None = None,
-                    bank_memory: str = "device", validate: bool | None = None):
+                    bank_memory: str = "device", validate: bool | None = None,
+                    label_type: str = "localized_multi"):
     """Soft targets and hard labels for a batch of crops.
 
     Args:
@@ -25,6 +26,8 @@ def relabel_targets(rows, rel_start, rel_end, *, bank: str, num_classes: int, de
         bank_memory: "device" (copy the bank to the GPU once) or "host" (GPU reads pinned host memory).
         validate: check map entries per batch; default True on the CPU, False on the GPU (the bank was
             verified when it was materialized, and checking costs a stream synchronization per batch).
+        label_type: localized_multi (ReLabel), localized_single, global_multi or global_single (the paper's
+            factor analysis; see ``fn.relabel.label_pool``).
 
     Returns:
         ``(targets, labels)``: float32 ``[C]`` probabilities and int32 ``[]`` hard labels, on ``device``.
@@ -42,7 +45,7 @@ def relabel_targets(rows, rel_start, rel_end, *, bank: str, num_classes: int, de
     scores, classes, labels = fn.relabel.lookup(index=index, bank=bank, device=device, **lookup_args)
     targets = fn.relabel.label_pool(scores, classes, rel_start=rel_start, rel_end=rel_end, num_classes=num_classes,
                                     temperature=temperature, transpose_box=official_axes, validate=validate,
-                                    device=device)
+                                    label_type=label_type, device=device)
     if missing_from is not None:
         onehot = fn.one_hot(missing_class, num_classes=num_classes)
         if device == "gpu":

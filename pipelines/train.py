@@ -20,7 +20,8 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
                            dtype: str = "float32", shuffle: bool = True, shard_id: int = 0, num_shards: int = 1,
                            reader_name: str = "Reader", outputs: tuple[str, ...] = ("images", "targets", "labels"),
                            temperature: float = 1.0, official_axes: bool = False, missing_from: int | None = None,
-                           bank_memory: str = "device", check_images: bool = True):
+                           bank_memory: str = "device", check_images: bool = True,
+                           label_type: str = "localized_multi"):
     """Images and ReLabel soft targets for training.
 
     Decoding and random-resized-crop happen together on the decoder (nvJPEG / the hardware decoder with
@@ -43,7 +44,7 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
         outputs: names, in order, from ``TRAIN_OUTPUTS``: images ``[3, crop, crop]``, targets ``[C]`` float32,
             labels ``[]`` int32 (the store's label), boxes ``[4]`` normalized (y0, x0, y1, x1), rows ``[]`` int32,
             mirror ``[]`` int32 (1 if flipped).
-        temperature, official_axes, missing_from, bank_memory: see ``relabel_targets``.
+        temperature, official_axes, missing_from, bank_memory, label_type: see ``relabel_targets``.
         check_images: fail on truncated/garbage files naming them (``fn.relabel.check_image``), instead of the
             decoder's anonymous error or a silently half-grey truncated JPEG.
     """
@@ -67,6 +68,7 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
     if {"targets", "labels"} & set(outputs):
         targets, labels = relabel_targets(rows, rel_start, rel_end, bank=bank, num_classes=num_classes, device=device,
                                           temperature=temperature, official_axes=official_axes,
-                                          missing_from=missing_from, bank_memory=bank_memory)
+                                          missing_from=missing_from, bank_memory=bank_memory,
+                                          label_type=label_type)
         named.update(targets=lambda: targets, labels=lambda: labels)
     return tuple(named[name]() for name in outputs)

@@ -53,9 +53,9 @@ def roi_align_1x1(plane: dict[tuple[int, int], float], h: int, w: int, box: tupl
     return total / (grid_h * grid_w)
 
 
-def slow_label_pool(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end, num_classes: int,
-                    temperature: float = 1.0, transpose_box: bool = False) -> np.ndarray:
-    """Soft target of one sample: softmax(roi_align(dense map, box) / T) in float64.
+def slow_pooled_logits(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end, num_classes: int,
+                       transpose_box: bool = False) -> np.ndarray:
+    """Pooled logits z of one sample: roi_align(dense map, box) in float64, [num_classes].
 
     Args:
         scores: [H, W, K] logits. classes: [H, W, K] indices. rel_start/rel_end: (y, x) in [0, 1].
@@ -74,6 +74,20 @@ def slow_label_pool(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end,
     z = np.zeros(num_classes, dtype=np.float64)
     for cls, plane in planes.items():
         z[cls] = roi_align_1x1(plane, h, w, box)
+    return z
+
+
+def slow_label_pool(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end, num_classes: int,
+                    temperature: float = 1.0, transpose_box: bool = False, label_type: str = "localized_multi",
+                    output: str = "probabilities") -> np.ndarray:
+    """The target of one sample, per label_pool's definition, in float64."""
+    if label_type.startswith("global"):
+        rel_start, rel_end = (0.0, 0.0), (1.0, 1.0)
+    z = slow_pooled_logits(scores, classes, rel_start, rel_end, num_classes, transpose_box)
+    if output == "logits":
+        return z
+    if label_type.endswith("single"):
+        return np.eye(num_classes)[np.argmax(z)]  # first maximum, like torch.argmax
     z = z / temperature
     e = np.exp(z - z.max())
     return e / e.sum()

@@ -86,6 +86,78 @@ def test_mirroring_map_and_box_is_consistent(label_pool_runner):
     assert np.abs(flipped[~wide] - out[~wide]).max() > 1e-4
 
 
+@pytest.mark.parametrize("label_type", ["localized_single", "global_multi", "global_single"])
+@pytest.mark.parametrize("h,w,k,num_classes", [(15, 15, 5, 1000), (7, 12, 3, 10)])
+def test_label_types_match_reference(label_pool_runner, label_type, h, w, k, num_classes):
+    scores, classes, starts, ends = make_batch(31 + h, h, w, k, num_classes)
+    out = label_pool_runner(num_classes=num_classes, label_type=label_type)(scores, classes, starts, ends)
+    ref = np.stack([slow_label_pool(*sample, num_classes, label_type=label_type)
+                    for sample in zip(scores, classes, starts, ends)])
+    assert_close(out, ref)
+    if label_type == "global_multi":  # the whole-map RoIAlign is the mean over cells
+        for s, c, o in zip(scores, classes, out):
+            dense = np.zeros((num_classes, h, w))
+            np.put_along_axis(dense, c.transpose(2, 0, 1).astype(np.int64), s.transpose(2, 0, 1), 0)
+            z = dense.mean((1, 2))
+            np.testing.assert_allclose(o, np.exp(z - z.max()) / np.exp(z - z.max()).sum(), rtol=1e-5, atol=1e-8)
+
+
+def test_global_label_types_ignore_and_do_not_need_the_box():
+    s, c, a, b = good_sample()
+    with_box = run_once([s], [c], [a], [b], label_type="global_multi")
+    other_box = run_once([s], [c], [np.array([0.0, 0.0], np.float32)], [np.array([0.1, 0.1], np.float32)],
+                         label_type="global_multi")
+    np.testing.assert_array_equal(with_box, other_box)
+
+    from nvidia.dali import fn, pipeline_def
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def no_box():
+        return fn.relabel.label_pool(fn.external_source(lambda: [s], batch=True),
+                                     fn.external_source(lambda: [c], batch=True), num_classes=10,
+                                     label_type="global_single")
+
+    p = no_box()
+    p.build()
+    np.testing.assert_array_equal(np.array(p.run()[0][0]), slow_label_pool(s, c, a, b, 10, label_type="global_single"))
+
+
+@pytest.mark.parametrize("label_type", ["localized_multi", "global_multi"])
+def test_logits_output_is_the_pooled_logits(label_pool_runner, label_type):
+    scores, classes, starts, ends = make_batch(41, 15, 15, 5, 1000)
+    out = label_pool_runner(num_classes=1000, label_type=label_type, output="logits", temperature=3.0)(
+        scores, classes, starts, ends)
+    ref = np.stack([slow_label_pool(*sample, 1000, label_type=label_type, output="logits")
+                    for sample in zip(scores, classes, starts, ends)])
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-5)
+
+
+def test_logits_are_linear_in_the_region():
+    """Pooled logits of a box = area-weighted pooled logits of its halves.
+
+    Exact when the halves' sample grids are the whole box's (cell-aligned edges, dyadic so that
+    float32 corners are exact); in general RoIAlign's ceil(extent) grid makes it approximate.
+    """
+    s, c = random_label_map(np.random.default_rng(5), 8, 8, 3, 10)
+    f = lambda *v: np.array(v, np.float32)  # noqa: E731
+    whole = run_once([s], [c], [f(0.0, 0.25)], [f(0.5, 0.75)], output="logits")[0]
+    top = run_once([s], [c], [f(0.0, 0.25)], [f(0.25, 0.75)], output="logits")[0]
+    bottom = run_once([s], [c], [f(0.25, 0.25)], [f(0.5, 0.75)], output="logits")[0]
+    np.testing.assert_allclose(whole, 0.5 * top + 0.5 * bottom, atol=1e-6)
+
+
+def test_ties_in_single_labels_go_to_the_lowest_class():
+    s = np.zeros((2, 2, 2), np.float32)
+    c = np.array([[[7, 3], [7, 3]], [[7, 3], [7, 3]]], np.int32)
+    s[..., :] = 1.5  # classes 3 and 7 tie everywhere
+    out = run_once([s], [c], [np.array([0, 0], np.float32)], [np.array([1, 1], np.float32)],
+                   label_type="localized_single")[0]
+    assert out.argmax() == 3 and out.sum() == 1
+    neg = run_once([-s], [c], [np.array([0, 0], np.float32)], [np.array([1, 1], np.float32)],
+                   label_type="localized_single")[0]
+    assert neg.argmax() == 0  # all stored logits < 0: the first background class (logit 0) wins
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 unit = st.floats(0.0, 1.0, allow_nan=False, width=32)
@@ -191,6 +263,10 @@ def test_wrong_dtypes_are_rejected(scores_dtype, classes_dtype, message):
 
 
 @pytest.mark.parametrize("op_args,message", [
+    (dict(label_type="local"), "label_type must be one of localized_multi, localized_single, global_multi, "
+                               "global_single; got 'local'"),
+    (dict(output="probs"), "output must be 'probabilities' or 'logits', got 'probs'"),
+    (dict(label_type="global_single", output="logits"), "output='logits' needs a multi-label label_type"),
     (dict(num_classes=0), "num_classes must be positive, got 0"),
     (dict(num_classes=-5), "num_classes must be positive, got -5"),
     (dict(temperature=0.0), "temperature must be a positive finite number, got 0"),
@@ -199,6 +275,21 @@ def test_wrong_dtypes_are_rejected(scores_dtype, classes_dtype, message):
 def test_bad_arguments_are_rejected(op_args, message):
     with pytest.raises(Exception, match=r"relabel\.label_pool: " + message):
         run_once(*[[x] for x in good_sample()], **op_args)
+
+
+def test_localized_types_need_the_box():
+    s, c, _, _ = good_sample()
+    from nvidia.dali import fn, pipeline_def
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def no_box():
+        return fn.relabel.label_pool(fn.external_source(lambda: [s], batch=True),
+                                     fn.external_source(lambda: [c], batch=True), num_classes=10)
+
+    p = no_box()
+    p.build()
+    with pytest.raises(Exception, match=r"rel_start and rel_end are required: the crop's normalized \(y, x\) corners"):
+        p.run()
 
 
 def test_box_argument_must_be_two_floats():

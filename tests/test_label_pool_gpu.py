@@ -76,3 +76,15 @@ def test_gpu_validate_false_ignores_invalid_entries():
     gpu = run_once([s], [bad], [a], [b], device="gpu", validate=False)
     cpu = run_once([s], [bad], [a], [b], validate=False)
     assert np.abs(gpu - cpu).max() <= 1e-6
+
+
+@pytest.mark.parametrize("op_args", [
+    dict(label_type="localized_single"), dict(label_type="global_multi"), dict(label_type="global_single"),
+    dict(output="logits"), dict(label_type="global_multi", output="logits"),
+], ids=lambda a: "-".join(f"{v}" for v in a.values()))
+@pytest.mark.parametrize("num_classes", [1000, 21843])
+def test_gpu_label_types_and_logits_match_cpu(label_pool_runner, op_args, num_classes):
+    batch = make_batch(23, 15, 15, 5, num_classes)
+    gpu = label_pool_runner("gpu", num_classes=num_classes, **op_args)(*batch)
+    cpu = label_pool_runner("cpu", num_classes=num_classes, **op_args)(*batch)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-6, atol=1e-6)

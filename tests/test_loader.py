@@ -125,6 +125,16 @@ def test_official_axes_reproduce_the_official_targets(demo):
     np.testing.assert_allclose(targets.numpy(), official.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("label_type", ["localized_single", "global_multi", "global_single"])
+def test_label_types(demo, label_type):
+    store = LabelStore.open(str(demo.labels))
+    ld = loader(demo.images, demo.labels, label_type=label_type, outputs=("targets", "boxes", "indices"))
+    targets, boxes, rows = next(iter(ld))
+    for t, box, row in zip(targets.numpy(), boxes.numpy(), rows.tolist()):
+        ref = slow_label_pool(*store.read(row), box[:2], box[2:], store.num_classes, label_type=label_type)
+        np.testing.assert_allclose(t, ref, rtol=1e-5, atol=1e-6)
+
+
 def test_images_without_label_maps(dataset_copy):
     images, labels = dataset_copy
     extra = images / "cat" / "zz_unlabelled.jpg"

@@ -8,15 +8,22 @@ DALI_SCHEMA(relabel__LabelPool)
 
 For each sample, with ``scores`` and ``classes`` of shape ``[H, W, K]`` (rows = image y) and
 the crop box given by ``rel_start = (y0, x0)`` and ``rel_end = (y1, x1)`` normalized to the
-full image, the output is a float32 vector of ``num_classes`` probabilities::
+full image, the output is a float32 vector of ``num_classes`` values::
 
     D = zeros(num_classes, H, W)                       # dense label map, never built
     for r, c, k: D[classes[r, c, k], r, c] += scores[r, c, k]
-    if transpose_box: (y0, x0, y1, x1) = (x0, y0, x1, y1)
+    if label_type in ("global_multi", "global_single"): (y0, x0, y1, x1) = (0, 0, 1, 1)
+    elif transpose_box: (y0, x0, y1, x1) = (x0, y0, x1, y1)
     box = (x0 * W - 0.5, y0 * H - 0.5, x1 * W - 0.5, y1 * H - 0.5)   # (x1, y1, x2, y2)
     z = torchvision.ops.roi_align(D[None], [box], output_size=(1, 1), spatial_scale=1,
                                   sampling_ratio=-1, aligned=False)   # -> [num_classes]
-    output = softmax(z / temperature)                   # over all num_classes classes
+    if output == "logits":        output = z            # linear in the box: regions combine
+    elif label_type ends "single": output = one_hot(argmax(z))   # ties: lowest class index
+    else:                         output = softmax(z / temperature)   # over all classes
+
+``label_type`` selects the four label types of the paper's factor analysis: ``localized_multi``
+(the method, default), ``localized_single``, ``global_multi`` (the whole map, i.e. its mean over
+cells), ``global_single``. Global types ignore ``rel_start``/``rel_end``, which may be omitted.
 
 Classes outside the stored top-k have logit 0 (not -inf), as in relabel_imagenet. The 1x1
 RoIAlign is separable, so only the ``H*W*K`` stored entries are visited and the softmax over
@@ -37,12 +44,21 @@ synchronization per batch and is meant for maps already verified, e.g. a served 
               "Top-k logits per map cell (the machine annotator's pre-softmax scores).")
     .InputDox(1, "classes", "TensorList of [H, W, K] int16 or int32",
               "Class index of each stored score, in ``[0, num_classes)``.")
-    .AddArg("rel_start", "Normalized (y, x) of the crop's top-left corner, float32 [2] per sample.",
-            ::DALI_FLOAT_VEC, /*enable_tensor_input=*/true)
-    .AddArg("rel_end", "Normalized (y, x) of the crop's bottom-right corner, float32 [2] per sample.",
-            ::DALI_FLOAT_VEC, /*enable_tensor_input=*/true)
+    .AddOptionalArg<std::vector<float>>(
+        "rel_start", "Normalized (y, x) of the crop's top-left corner, float32 [2] per sample (required "
+        "unless label_type is global).", nullptr, /*enable_tensor_input=*/true)
+    .AddOptionalArg<std::vector<float>>(
+        "rel_end", "Normalized (y, x) of the crop's bottom-right corner, float32 [2] per sample (required "
+        "unless label_type is global).", nullptr, /*enable_tensor_input=*/true)
     .AddArg("num_classes", "Number of classes C; the output has shape [C].", ::DALI_INT32)
     .AddOptionalArg("temperature", "Softmax temperature T: output = softmax(z / T).", 1.0f)
+    .AddOptionalArg("label_type",
+                    "localized_multi (default), localized_single, global_multi or global_single.",
+                    std::string("localized_multi"))
+    .AddOptionalArg("output",
+                    "'probabilities' (default: the target) or 'logits' (the pooled logits z, for combining "
+                    "regions linearly before a softmax; multi-label types only).",
+                    std::string("probabilities"))
     .AddOptionalArg("transpose_box",
                     "Swap the box's y and x axes, as the official relabel_imagenet code does.", false)
     .AddOptionalArg("validate",

@@ -15,6 +15,38 @@ namespace dali_relabel {
 
 inline constexpr const char *kLabelPoolName = "relabel.label_pool";
 
+/// What the operator writes per class (see the schema): the paper's four label types, plus
+/// the pooled logits themselves (linear in the box, so callers can combine regions).
+struct LabelPoolMode {
+  bool global = false;  // pool the whole map, ignoring the box
+  bool single = false;  // one-hot of the argmax instead of the softmax
+  bool logits = false;  // the pooled logits z, no softmax
+
+  static LabelPoolMode Parse(const std::string &label_type, const std::string &output) {
+    LabelPoolMode m;
+    if (label_type == "localized_multi") {
+    } else if (label_type == "localized_single") {
+      m.single = true;
+    } else if (label_type == "global_multi") {
+      m.global = true;
+    } else if (label_type == "global_single") {
+      m.global = m.single = true;
+    } else {
+      Fail(kLabelPoolName, "label_type must be one of localized_multi, localized_single, global_multi, "
+           "global_single; got '", label_type, "'.");
+    }
+    if (output == "logits") {
+      if (m.single)
+        Fail(kLabelPoolName, "output='logits' needs a multi-label label_type (localized_multi or global_multi); "
+             "single-label types are one-hot vectors.");
+      m.logits = true;
+    } else if (output != "probabilities") {
+      Fail(kLabelPoolName, "output must be 'probabilities' or 'logits', got '", output, "'.");
+    }
+    return m;
+  }
+};
+
 template <typename Backend>
 class LabelPool : public ::dali::Operator<Backend> {
  public:
@@ -24,6 +56,8 @@ class LabelPool : public ::dali::Operator<Backend> {
         temperature_(spec.GetArgument<float>("temperature")),
         transpose_box_(spec.GetArgument<bool>("transpose_box")),
         validate_(spec.GetArgument<bool>("validate")),
+        mode_(LabelPoolMode::Parse(spec.GetArgument<std::string>("label_type"),
+                                   spec.GetArgument<std::string>("output"))),
         rel_start_("rel_start", spec),
         rel_end_("rel_end", spec) {
     if (num_classes_ <= 0)
@@ -68,10 +102,16 @@ class LabelPool : public ::dali::Operator<Backend> {
   }
 
   /// Reads rel_start/rel_end of every sample into boxes_, checking 0 <= start < end <= 1.
+  /// Global label types pool the whole map: their box is the full image, given or not.
   void ReadBoxes(const ::dali::Workspace &ws, int n) {
+    if (mode_.global) {
+      boxes_.assign(n, NormBox{0.0, 0.0, 1.0, 1.0});
+      return;
+    }
     const auto shape2 = ::dali::uniform_list_shape(n, ::dali::TensorShape<1>{2});
     if (!rel_start_.HasExplicitValue() || !rel_end_.HasExplicitValue())
-      Fail(kLabelPoolName, "rel_start and rel_end are required: the crop's normalized (y, x) corners.");
+      Fail(kLabelPoolName, "rel_start and rel_end are required: the crop's normalized (y, x) corners "
+           "(only global label types do without them).");
     rel_start_.Acquire(this->spec_, ws, n, shape2);
     rel_end_.Acquire(this->spec_, ws, n, shape2);
     boxes_.resize(n);
@@ -101,6 +141,7 @@ class LabelPool : public ::dali::Operator<Backend> {
   float temperature_;
   bool transpose_box_;
   bool validate_;
+  LabelPoolMode mode_;
   ::dali::ArgValue<float, 1> rel_start_;
   ::dali::ArgValue<float, 1> rel_end_;
   std::vector<NormBox> boxes_;

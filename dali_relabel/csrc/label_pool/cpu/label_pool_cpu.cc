@@ -43,9 +43,29 @@ inline bool IsFinite(::dali::float16 x) {
   return (bits & 0x7c00u) != 0x7c00u;  // exponent all ones: inf or nan
 }
 
+// Writes the pooled logits, or the one-hot of their argmax, and resets the scratch. z is the
+// dense accumulator, so untouched classes read as their logit, 0.
+void WriteLogitsOrArgmax(PoolScratch &s, int num_classes, LabelPoolMode mode, float *out) {
+  if (mode.logits) {
+    std::fill(out, out + num_classes, 0.f);
+    for (int cls : s.touched) out[cls] = static_cast<float>(s.z[cls]);
+  } else {
+    int best = 0;  // first index of the maximum, like torch.argmax
+    for (int j = 1; j < num_classes; ++j)
+      if (s.z[j] > s.z[best]) best = j;
+    std::fill(out, out + num_classes, 0.f);
+    out[best] = 1.f;
+  }
+  for (int cls : s.touched) {
+    s.z[cls] = 0.0;
+    s.seen[cls] = 0;
+  }
+}
+
 template <typename Score, typename Class>
 void PoolSample(int sample, const Score *scores, const Class *classes, int h, int w, int k,
-                const NormBox &box, int num_classes, float inv_temperature, bool validate, float *out) {
+                const NormBox &box, int num_classes, float inv_temperature, bool validate, LabelPoolMode mode,
+                float *out) {
   const int n = h * w * k;
   if (validate) {
     // Checked in full before pooling so that a bad map fails whatever the crop.
@@ -82,6 +102,10 @@ void PoolSample(int sample, const Score *scores, const Class *classes, int h, in
     }
   }
 
+  if (mode.logits || mode.single) {
+    WriteLogitsOrArgmax(s, num_classes, mode, out);
+    return;
+  }
   // Softmax over C classes of which all but the touched ones have logit exactly 0: their
   // shared numerator is computed once and counted (C - touched) times.
   const int background = num_classes - static_cast<int>(s.touched.size());
@@ -103,7 +127,7 @@ template <typename Score, typename Class>
 void RunTyped(const ::dali::TensorList<::dali::CPUBackend> &scores,
               const ::dali::TensorList<::dali::CPUBackend> &classes, ::dali::TensorList<::dali::CPUBackend> &out,
               const std::vector<NormBox> &boxes, int num_classes, float inv_temperature, bool validate,
-              ::dali::ThreadPool &tp) {
+              LabelPoolMode mode, ::dali::ThreadPool &tp) {
   const int n = scores.num_samples();
   for (int i = 0; i < n; ++i) {
     const auto shape = scores.tensor_shape(i);
@@ -111,7 +135,7 @@ void RunTyped(const ::dali::TensorList<::dali::CPUBackend> &scores,
     tp.AddWork(
         [&, i, h, w, k](int) {
           PoolSample(i, scores.tensor<Score>(i), classes.tensor<Class>(i), h, w, k, boxes[i], num_classes,
-                     inv_temperature, validate, out.mutable_tensor<float>(i));
+                     inv_temperature, validate, mode, out.mutable_tensor<float>(i));
         },
         static_cast<int64_t>(h) * w * k + num_classes);
   }
@@ -130,13 +154,13 @@ void LabelPool<::dali::CPUBackend>::RunImpl(::dali::Workspace &ws) {
   const bool f16 = scores.type() == ::DALI_FLOAT16;
   const bool i16 = classes.type() == ::DALI_INT16;
   if (f16 && i16)
-    RunTyped<::dali::float16, int16_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, tp);
+    RunTyped<::dali::float16, int16_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
   else if (f16)
-    RunTyped<::dali::float16, int32_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, tp);
+    RunTyped<::dali::float16, int32_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
   else if (i16)
-    RunTyped<float, int16_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, tp);
+    RunTyped<float, int16_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
   else
-    RunTyped<float, int32_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, tp);
+    RunTyped<float, int32_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
 }
 
 }  // namespace dali_relabel

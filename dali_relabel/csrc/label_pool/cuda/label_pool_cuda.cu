@@ -45,17 +45,33 @@ struct SampleError {
 constexpr unsigned long long kNoBadClass = ~0ull;
 constexpr unsigned int kNoBadScore = ~0u;
 
+// Block argmax with torch.argmax's tie rule (first index of the maximum).
+struct ArgMax {
+  double value;
+  int index;
+};
+struct ArgMaxOp {
+  __device__ __forceinline__ ArgMax operator()(const ArgMax &a, const ArgMax &b) const {
+    return (b.value > a.value || (b.value == a.value && b.index < a.index)) ? b : a;
+  }
+};
+
 __device__ __forceinline__ float LoadScore(const float *p, int i) { return p[i]; }
 __device__ __forceinline__ float LoadScore(const __half *p, int i) { return __half2float(p[i]); }
 
 template <typename Score, typename Class, bool kSharedZ>
 __global__ void __launch_bounds__(kBlock)
-LabelPoolKernel(const SampleDesc *descs, int num_classes, float inv_temperature, double *z_global,
-                SampleError *errors) {
+LabelPoolKernel(const SampleDesc *descs, int num_classes, float inv_temperature, LabelPoolMode mode,
+                double *z_global, SampleError *errors) {
   extern __shared__ double smem[];
   using Reduce = cub::BlockReduce<double, kBlock>;
-  __shared__ typename Reduce::TempStorage reduce_tmp;
+  using ReduceArgMax = cub::BlockReduce<ArgMax, kBlock>;
+  __shared__ union {
+    typename Reduce::TempStorage value;
+    typename ReduceArgMax::TempStorage argmax;
+  } reduce_tmp;
   __shared__ double broadcast;
+  __shared__ int broadcast_index;
 
   const SampleDesc d = descs[blockIdx.x];
   const int tid = threadIdx.x;
@@ -90,17 +106,32 @@ LabelPoolKernel(const SampleDesc *descs, int num_classes, float inv_temperature,
   }
   __syncthreads();
 
+  // (mode is uniform over the grid, so whole blocks take the same branch.)
+  if (mode.logits) {
+    for (int j = tid; j < num_classes; j += kBlock) d.out[j] = static_cast<float>(z[j]);
+    return;
+  }
+  if (mode.single) {
+    ArgMax local{-INFINITY, num_classes};
+    for (int j = tid; j < num_classes; j += kBlock) local = ArgMaxOp()(local, ArgMax{z[j], j});
+    const ArgMax best = ReduceArgMax(reduce_tmp.argmax).Reduce(local, ArgMaxOp());
+    if (tid == 0) broadcast_index = best.index;
+    __syncthreads();
+    for (int j = tid; j < num_classes; j += kBlock) d.out[j] = j == broadcast_index ? 1.f : 0.f;
+    return;
+  }
+
   // Softmax over all C classes; the implicit zeros are ordinary entries of z here.
   double local_max = -INFINITY;
   for (int j = tid; j < num_classes; j += kBlock) local_max = fmax(local_max, z[j]);
-  double z_max = Reduce(reduce_tmp).Reduce(local_max, ::cuda::maximum<>());
+  double z_max = Reduce(reduce_tmp.value).Reduce(local_max, ::cuda::maximum<>());
   if (tid == 0) broadcast = z_max;
   __syncthreads();
   z_max = broadcast;
   double local_sum = 0.0;
   for (int j = tid; j < num_classes; j += kBlock) local_sum += softmax_numerator(z[j], z_max, inv_temperature);
   __syncthreads();  // reduce_tmp is reused
-  const double sum = Reduce(reduce_tmp).Sum(local_sum);
+  const double sum = Reduce(reduce_tmp.value).Sum(local_sum);
   if (tid == 0) broadcast = 1.0 / sum;
   __syncthreads();
   const double inv_sum = broadcast;
@@ -109,14 +140,15 @@ LabelPoolKernel(const SampleDesc *descs, int num_classes, float inv_temperature,
 }
 
 template <typename Score, typename Class>
-void Launch(const SampleDesc *descs, int n, int num_classes, float inv_t, int max_h, int max_w, double *z_global,
-            SampleError *errors, cudaStream_t stream) {
+void Launch(const SampleDesc *descs, int n, int num_classes, float inv_t, LabelPoolMode mode, int max_h, int max_w,
+            double *z_global, SampleError *errors, cudaStream_t stream) {
   const size_t weights = (max_h + max_w) * sizeof(double);
   if (z_global == nullptr) {
     const size_t shm = weights + num_classes * sizeof(double);
-    LabelPoolKernel<Score, Class, true><<<n, kBlock, shm, stream>>>(descs, num_classes, inv_t, nullptr, errors);
+    LabelPoolKernel<Score, Class, true><<<n, kBlock, shm, stream>>>(descs, num_classes, inv_t, mode, nullptr,
+                                                                     errors);
   } else {
-    LabelPoolKernel<Score, Class, false><<<n, kBlock, weights, stream>>>(descs, num_classes, inv_t, z_global,
+    LabelPoolKernel<Score, Class, false><<<n, kBlock, weights, stream>>>(descs, num_classes, inv_t, mode, z_global,
                                                                           errors);
   }
   CUDA_CALL(cudaGetLastError());
@@ -157,13 +189,13 @@ void LabelPool<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
   const bool f16 = scores.type() == ::DALI_FLOAT16;
   const bool i16 = classes.type() == ::DALI_INT16;
   if (f16 && i16)
-    Launch<__half, int16_t>(descs_gpu, n, num_classes_, inv_t, max_h, max_w, z_global, errors_gpu, stream);
+    Launch<__half, int16_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
   else if (f16)
-    Launch<__half, int32_t>(descs_gpu, n, num_classes_, inv_t, max_h, max_w, z_global, errors_gpu, stream);
+    Launch<__half, int32_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
   else if (i16)
-    Launch<float, int16_t>(descs_gpu, n, num_classes_, inv_t, max_h, max_w, z_global, errors_gpu, stream);
+    Launch<float, int16_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
   else
-    Launch<float, int32_t>(descs_gpu, n, num_classes_, inv_t, max_h, max_w, z_global, errors_gpu, stream);
+    Launch<float, int32_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
 
   if (!validate_) return;
   auto *errors = scratch.AllocatePinned<SampleError>(n);

@@ -74,9 +74,9 @@ def dali_no_labels(images_root, batch, threads, device, seed):
     return epoch
 
 
-def dali_relabel_epoch(images_root, labels, batch, threads, device, seed, bank_dir):
+def dali_relabel_epoch(images_root, labels, batch, threads, device, seed, bank_dir, num_classes):
     loader = ReLabelLoader(images_root, labels, batch, device=device, num_threads=threads, seed=seed,
-                           outputs=("images", "targets"), bank_dir=bank_dir)
+                           outputs=("images", "targets"), bank_dir=bank_dir, num_classes=num_classes)
 
     def epoch():
         n = 0
@@ -132,7 +132,7 @@ def measure(args, epochs: int, work: Path) -> int:
     runners = {
         "dali_no_labels": dali_no_labels(data.images, args.batch, args.threads, args.device, 1),
         "dali_relabel": dali_relabel_epoch(data.images, data.labels, args.batch, args.threads, args.device, 1,
-                                           work / "bank"),
+                                           work / "bank", data.num_classes),
         "torch_official": torch_official_epoch(data.images, data.maps, args.batch, args.threads, args.device,
                                                data.num_classes),
     }

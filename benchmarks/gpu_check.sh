@@ -28,8 +28,14 @@ step() {  # step NAME TIMEOUT_S CMD...: runs CMD with a timeout, logs to $OUT/NA
   return $rc
 }
 
+# Wheels carried to a machine without a registry (benchmarks/device/README.md): the test tools here,
+# scikit-image (~50 MB) sent ahead in its own call to $RELABEL_WHEELS (default /tmp/relabel-wheels).
+WHEELS=${RELABEL_WHEELS:-/tmp/relabel-wheels}
 if [ -d .device-carry/wheels ]; then
   step wheels 120 $PY -m pip install --no-index --find-links .device-carry/wheels pytest hypothesis "zarr>=3" numcodecs tqdm setuptools wheel
+fi
+if [ -d "$WHEELS" ]; then
+  step wheels_skimage 120 $PY -m pip install --no-index --find-links "$WHEELS" scikit-image
 fi
 step install 120 $PY -m pip install --no-deps --no-build-isolation --no-index -e .
 # Compile only for this GPU's architecture (the default three archs take longer).

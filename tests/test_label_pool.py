@@ -7,8 +7,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from label_pool_cases import (BAD_INPUT_IDS, BAD_INPUTS, SCORE_CLASS_DTYPES, assert_close, good_sample, make_batch, run_once,
-                              torchvision_reference, two_samples_with)
+from label_pool_cases import (BAD_INPUT_IDS, BAD_INPUTS, SCORE_CLASS_DTYPES, assert_close, good_sample,
+                              make_batch, run_once, torchvision_reference, two_samples_with)
 from reference import random_box, random_label_map, slow_label_pool
 
 from dali_relabel.official import official_relabel_targets

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import requires_gpu
-from label_pool_cases import (BAD_INPUT_IDS, BAD_INPUTS, SCORE_CLASS_DTYPES, good_sample, make_batch, run_once, torchvision_reference,
-                              two_samples_with)
+from label_pool_cases import (BAD_INPUT_IDS, BAD_INPUTS, SCORE_CLASS_DTYPES, good_sample, make_batch, run_once,
+                              torchvision_reference, two_samples_with)
 from reference import random_box, random_label_map
 
 pytestmark = requires_gpu

@@ -10,28 +10,30 @@ measured in the same run (epochs alternated, medians):
                   per-image [2, K, H, W] .pt maps loaded in the workers, then per batch a dense
                   [B, C, H, W] scatter + torchvision roi_align + softmax (on the GPU with --device gpu)
 
-    python benchmarks/loader_bench.py [--device cpu|gpu] [--quick] [--json PATH]
+The label maps are the demo's own (10 classes) unless ``--num-classes 1000`` asks for ImageNet-like
+synthetic maps (the official path's dense [B, C, 15, 15] tensor grows with C; see bench_data.py).
+
+    python benchmarks/loader_bench.py [--device cpu|gpu] [--quick] [--num-classes 1000] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from bench_data import benchmark_data
 from common import markdown_table, write_result
+from official_loader import official_loader, official_targets
 
-import dali_relabel
-from dali_relabel.demo_dataset import build_demo_dataset
+import dali_relabel  # noqa: F401  (loads the plugin: fn.relabel.*)
 from dali_relabel.image_folder import ImageList
 from dali_relabel.loader import ReLabelLoader
-from dali_relabel.official import official_relabel_targets
-from dali_relabel.store import LabelStore
 
 
 def dali_no_labels(images_root, batch, threads, device, seed):
@@ -72,9 +74,9 @@ def dali_no_labels(images_root, batch, threads, device, seed):
     return epoch
 
 
-def dali_relabel_epoch(images_root, labels, batch, threads, device, seed):
+def dali_relabel_epoch(images_root, labels, batch, threads, device, seed, bank_dir, num_classes):
     loader = ReLabelLoader(images_root, labels, batch, device=device, num_threads=threads, seed=seed,
-                           outputs=("images", "targets"))
+                           outputs=("images", "targets"), bank_dir=bank_dir, num_classes=num_classes)
 
     def epoch():
         n = 0
@@ -85,68 +87,21 @@ def dali_relabel_epoch(images_root, labels, batch, threads, device, seed):
     return epoch
 
 
-class OfficialDataset(torch.utils.data.Dataset):
-    """relabel_imagenet's ImageFolderWithCoordsAndLabelMap, re-implemented: image, label, coords, map."""
-
-    def __init__(self, root: Path, maps_root: Path):
-        import torchvision.transforms as T
-
-        self.imgs = ImageList.from_folder(root)
-        self.root, self.maps_root = Path(root), Path(maps_root)
-        self.rrc = T.RandomResizedCrop(224)
-        self.post = T.Compose([T.RandomHorizontalFlip(), T.ToTensor(),
-                               T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-
-    def __len__(self):
-        return len(self.imgs)
-
-    def __getitem__(self, i):
-        import torchvision.transforms.functional as F
-        from PIL import Image
-
-        key = self.imgs.keys[i]
-        img = Image.open(self.root / key).convert("RGB")
-        y, x, h, w = self.rrc.get_params(img, self.rrc.scale, self.rrc.ratio)
-        coords = torch.tensor([y / img.height, x / img.width, (y + h) / img.height, (x + w) / img.width])
-        img = self.post(F.resized_crop(img, y, x, h, w, [224, 224]))
-        maps = torch.load(self.maps_root / (key.rsplit(".", 1)[0] + ".pt"))
-        return img, self.imgs.labels[i], coords, maps
-
-
-def export_official_maps(store: LabelStore, out: Path) -> None:
-    """Writes the store as relabel_imagenet's per-image [2, K, H, W] float32 .pt files."""
-    scores, classes = store.read(slice(0, store.num_samples))
-    for key, s, c in zip(store.keys.tolist(), scores, classes):
-        path = out / (key.rsplit(".", 1)[0] + ".pt")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        t = torch.stack([torch.from_numpy(s.astype(np.float32)), torch.from_numpy(c.astype(np.float32))])
-        torch.save(t.permute(0, 3, 1, 2).contiguous(), path)
-
-
 def torch_official_epoch(images_root, maps_root, batch, workers, device, num_classes):
-    ds = OfficialDataset(images_root, maps_root)
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
-                                     pin_memory=device == "gpu", persistent_workers=workers > 0)
+    dl = official_loader(images_root, maps_root, batch, workers, pin_memory=device == "gpu")
     dev = "cuda" if device == "gpu" else "cpu"
 
     def epoch():
         n = 0
         for images, labels, coords, maps in dl:
             images = images.to(dev, non_blocking=True)
-            targets = official_relabel_targets(maps, coords.to(dev), num_classes,
-                                               dense=_dense(maps, num_classes).to(dev))
+            official_targets(maps, coords, num_classes, dev)
             n += images.shape[0]
         if dev == "cuda":
             torch.cuda.synchronize()
         return n
 
     return epoch
-
-
-def _dense(maps, num_classes):
-    from dali_relabel.official import dense_label_maps
-
-    return dense_label_maps(maps, num_classes)
 
 
 def main(argv=None) -> int:
@@ -157,20 +112,29 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=320)
     ap.add_argument("--epochs", type=int, default=10, help="measured epochs per method (after one warm-up)")
     ap.add_argument("--quick", action="store_true", help="2 measured epochs")
+    ap.add_argument("--num-classes", type=int, default=None,
+                    help="C of synthetic ImageNet-like maps (e.g. 1000); default: the demo's own 10-class maps")
+    ap.add_argument("--data-dir", help="where the demo dataset is built or found (default: the cache)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     epochs = 2 if args.quick else args.epochs
     torch.set_num_threads(args.threads)
 
-    data = build_demo_dataset(num_images=args.images)
-    store = LabelStore.open(str(data.labels))
-    maps_root = Path(tempfile.mkdtemp(prefix="relabel-official-maps-"))
-    export_official_maps(store, maps_root)
+    work = Path(tempfile.mkdtemp(prefix="loader-bench-"))
+    try:
+        return measure(args, epochs, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args, epochs: int, work: Path) -> int:
+    data = benchmark_data(work, num_images=args.images, num_classes=args.num_classes, data_dir=args.data_dir)
     runners = {
         "dali_no_labels": dali_no_labels(data.images, args.batch, args.threads, args.device, 1),
-        "dali_relabel": dali_relabel_epoch(data.images, data.labels, args.batch, args.threads, args.device, 1),
-        "torch_official": torch_official_epoch(data.images, maps_root, args.batch, args.threads, args.device,
-                                               store.num_classes),
+        "dali_relabel": dali_relabel_epoch(data.images, data.labels, args.batch, args.threads, args.device, 1,
+                                           work / "bank", data.num_classes),
+        "torch_official": torch_official_epoch(data.images, data.maps, args.batch, args.threads, args.device,
+                                               data.num_classes),
     }
     for run in runners.values():  # warm-up epoch: workers, allocations, first decode
         run()
@@ -186,8 +150,9 @@ def main(argv=None) -> int:
         r["vs_dali_no_labels"] = r["img_per_s"] / base["dali_no_labels"]
         r["vs_torch_official"] = r["img_per_s"] / base["torch_official"]
     config = {"device": args.device, "batch": args.batch, "threads_or_workers": args.threads,
-              "images": len(store.keys), "image_size": [data.height, data.width], "jpeg_quality": 90,
-              "epochs": epochs, "num_classes": store.num_classes, "map": [store.height, store.width, store.k]}
+              "images": data.num_images, "image_size": list(data.image_size), "jpeg_quality": 90,
+              "epochs": epochs, "num_classes": data.num_classes, "map": list(data.map_shape),
+              "maps": "demo ground truth" if args.num_classes is None else "synthetic"}
     path = write_result("loader_bench", {"device": args.device, "config": config, "rows": rows}, args.json)
     print(markdown_table(rows, [("method", "method", ""), ("img_per_s", "img/s", ".0f"),
                                 ("vs_dali_no_labels", "÷ dali_no_labels", ".3f"),

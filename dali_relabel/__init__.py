@@ -15,5 +15,7 @@ from .bank import LabelBank  # noqa: E402
 from .loader import ReLabelLoader  # noqa: E402
 from .mix import ReLabelMix  # noqa: E402
 from .store import LabelStore  # noqa: E402
+from .training import teacher_targets, train_step  # noqa: E402
 
-__all__ = ["BuildError", "LabelBank", "LabelStore", "ReLabelLoader", "ReLabelMix", "load_plugin", "loaded_plugin", "__version__"]
+__all__ = ["BuildError", "LabelBank", "LabelStore", "ReLabelLoader", "ReLabelMix", "load_plugin", "loaded_plugin",
+           "teacher_targets", "train_step", "__version__"]

@@ -68,3 +68,30 @@ def two_samples_with(**changes):
     for key, value in changes.items():
         second[names.index(key)] = value
     return [list(x) for x in zip(first, second)]
+
+
+# Bad inputs (sample 1 of two) and the message each must produce, on both backends.
+BAD_INPUTS = [
+    (dict(classes=np.zeros((3, 4, 3), np.int32)),
+     r"sample 1: classes shape \[3, 4, 3\] differs from scores shape \[3, 4, 2\]"),
+    (dict(scores=np.zeros((0, 4, 2), np.float32), classes=np.zeros((0, 4, 2), np.int32)),
+     r"sample 1: empty label map \[0, 4, 2\]"),
+    (dict(classes=np.full((3, 4, 2), 3, np.int32) + np.eye(1, 24, 13, dtype=np.int32).reshape(3, 4, 2) * 7),
+     r"sample 1: class index 10 at \(row 1, col 2, k 1\) is outside \[0, num_classes=10\)"),
+    (dict(classes=np.full((3, 4, 2), -1, np.int32)),
+     r"sample 1: class index -1 at \(row 0, col 0, k 0\) is outside \[0, num_classes=10\)"),
+    (dict(scores=np.where(np.arange(24).reshape(3, 4, 2) == 5, np.nan, 1).astype(np.float32)),
+     r"sample 1: score at \(row 0, col 2, k 1\) is not finite"),
+    (dict(scores=np.full((3, 4, 2), -np.inf, np.float32)),
+     r"sample 1: score at \(row 0, col 0, k 0\) is not finite"),
+    (dict(start=np.array([0.5, 0.5], np.float32), end=np.array([0.9, 0.5], np.float32)),
+     r"sample 1: empty crop box on the x axis .* rel_start must be < rel_end"),
+    (dict(start=np.array([0.6, 0.1], np.float32), end=np.array([0.5, 0.9], np.float32)),
+     r"sample 1: empty crop box on the y axis"),
+    (dict(start=np.array([-0.1, 0.1], np.float32)),
+     r"sample 1: crop box .* leaves the image on the y axis; corners are normalized \(y, x\) in \[0, 1\]"),
+    (dict(end=np.array([0.9, 1.01], np.float32)), r"sample 1: crop box .* leaves the image on the x axis"),
+    (dict(end=np.array([np.nan, 0.5], np.float32)), r"sample 1: crop box corner is not finite"),
+]
+BAD_INPUT_IDS = ["shape-mismatch", "empty", "class-too-big", "class-negative", "nan", "inf", "empty-x", "empty-y",
+        "below-0", "above-1", "nan-box"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import requires_gpu
-from label_pool_cases import (SCORE_CLASS_DTYPES, good_sample, make_batch, run_once, torchvision_reference,
-                              two_samples_with)
+from label_pool_cases import (BAD_INPUT_IDS, BAD_INPUTS, SCORE_CLASS_DTYPES, good_sample, make_batch, run_once,
+                              torchvision_reference, two_samples_with)
 from reference import random_box, random_label_map
 
 pytestmark = requires_gpu
@@ -54,16 +54,7 @@ def test_gpu_large_batch_mixed_shapes(label_pool_runner):
     assert np.abs(gpu - cpu).max() <= 1e-6
 
 
-@pytest.mark.parametrize("changes,message", [
-    (dict(classes=np.full((3, 4, 2), 3, np.int32) + np.eye(1, 24, 13, dtype=np.int32).reshape(3, 4, 2) * 7),
-     r"sample 1: class index 10 at \(row 1, col 2, k 1\) is outside \[0, num_classes=10\)"),
-    (dict(classes=np.full((3, 4, 2), -1, np.int32)),
-     r"sample 1: class index -1 at \(row 0, col 0, k 0\) is outside \[0, num_classes=10\)"),
-    (dict(scores=np.where(np.arange(24).reshape(3, 4, 2) == 5, np.nan, 1).astype(np.float32)),
-     r"sample 1: score at \(row 0, col 2, k 1\) is not finite"),
-    (dict(start=np.array([0.5, 0.5], np.float32), end=np.array([0.9, 0.5], np.float32)),
-     r"sample 1: empty crop box on the x axis"),
-])
+@pytest.mark.parametrize("changes,message", BAD_INPUTS, ids=BAD_INPUT_IDS)
 def test_gpu_bad_input_names_the_sample_and_the_problem(changes, message):
     with pytest.raises(Exception, match=r"relabel\.label_pool: " + message):
         run_once(*two_samples_with(**changes), device="gpu")

@@ -1,0 +1,106 @@
+"""The results table of benchmarks/README.md, generated from the JSON files in benchmarks/results/.
+
+    python benchmarks/results_table.py                      # print the table
+    python benchmarks/results_table.py --update benchmarks/README.md   # rewrite it between the markers
+
+One row per result file: the file (linked), date, hardware, commit and the headline numbers, read from
+the file itself, so the table never disagrees with the data it links.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from common import RESULTS
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _op_bench(d: dict) -> str:
+    rows = {(r["method"], r["device"]): r for r in d["rows"]}
+    parts = []
+    for dev in ("cpu", "gpu"):
+        op, off = rows.get(("label_pool", dev)), rows.get(("official_dense", dev))
+        if op and off:
+            parts.append(f"{dev}: label_pool {op['ms_per_batch']:.3g} ms vs official {off['ms_per_batch']:.3g} ms "
+                         f"per batch of {d['config']['batch']}: **{off['ms_per_batch'] / op['ms_per_batch']:.0f}×**")
+    return "; ".join(parts)
+
+
+def _loader_bench(d: dict) -> str:
+    r = {row["method"]: row["img_per_s"] for row in d["rows"]}
+    c = d["config"]
+    return (f"img/s: DALI no labels {r['dali_no_labels']:.0f}, ReLabelLoader {r['dali_relabel']:.0f}, official "
+            f"{r['torch_official']:.0f}: **{r['dali_relabel'] / r['torch_official']:.2f}×** the official loader, "
+            f"{(r['dali_relabel'] / r['dali_no_labels'] - 1) * 100:+.1f}% vs no labels ({c['device']}, "
+            f"B={c['batch']}, C={c['num_classes']})")
+
+
+def _store_bench(d: dict) -> str:
+    s = d["store_size"]
+    return (f"{d['mode']}: ImageNet projection {s['imagenet_projection_bytes'] / 1e9:.2f} GB = "
+            f"**{s['imagenet_fraction_of_official_12GB'] * 100:.0f}%** of the official 12 GB; materialize "
+            f"{d['materialize']['materialize_samples_per_s']:.0f} samples/s")
+
+
+def _annotate(d: dict) -> str:
+    s = d["settings"]
+    return (f"annotator / forward = **{d['ratio_annotate_to_forward']:.2f}** ({s['model']}@{s['size']}, "
+            f"B={s['batch_size']}, {s['device']}{', AMP' if s.get('amp') else ''})")
+
+
+def _kd_overhead(d: dict) -> str:
+    c = d["config"]
+    rows = ", ".join(f"{r['method']} **{r['overhead_pct']:+.1f}%**" for r in d["rows"] if r["method"] != "baseline")
+    base = next(r["ms_per_iter"] for r in d["rows"] if r["method"] == "baseline")
+    teacher = f", teacher {c['teacher']}@{c['teacher_res']}" if c.get("teacher") else ""
+    return (f"{'quick: ' if c.get('quick') else ''}{c['student']} B={c['batch']}{' AMP' if c['amp'] else ''}"
+            f"{teacher}: baseline {base:.0f} ms/iter; {rows}")
+
+
+HEADLINES = {"op_bench": _op_bench, "loader_bench": _loader_bench, "store_bench": _store_bench,
+             "annotate": _annotate, "kd_overhead": _kd_overhead}
+
+
+def hardware(m: dict) -> str:
+    cpu = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+    return f"{m['gpu']} + {cpu}" if m.get("gpu") else f"{cpu}, no GPU"
+
+
+def table(results_dir: Path = RESULTS, link_prefix: str = "results/") -> str:
+    lines = ["| result | date | hardware | commit | headline |", "|---|---|---|---|---|"]
+    for path in sorted(results_dir.glob("*.json")):
+        d = json.loads(path.read_text())
+        try:
+            headline = HEADLINES[d["benchmark"]](d)
+        except (KeyError, TypeError, StopIteration, ZeroDivisionError):
+            headline = "(see file)"
+        lines.append(f"| [{path.name}]({link_prefix}{path.name}) | {d.get('date', '?')[:10]} | "
+                     f"{hardware(d.get('machine', {}))} | {d.get('commit', '?')} | {headline} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--update", help=f"markdown file whose text between {BEGIN} and {END} is replaced")
+    args = ap.parse_args(argv)
+    text = table()
+    if not args.update:
+        print(text)
+        return 0
+    doc = Path(args.update).read_text()
+    if BEGIN not in doc or END not in doc:
+        print(f"{args.update}: markers {BEGIN} / {END} not found", file=sys.stderr)
+        return 1
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    Path(args.update).write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    print(f"updated {args.update}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -274,4 +274,5 @@ def mean_logit_error(model: nn.Module, dense: DenseClassifier, x: torch.Tensor) 
     return float((maps.mean(dim=(1, 2)) - logits).abs().max()), float(logits.abs().max())
 
 
-__all__ = ["DenseClassifier", "check_conversion", "EXPECTED_ARCHITECTURES", "SUPPORTED_HEAD_LAYERS", "mean_logit_error", "to_dense"]
+__all__ = ["DenseClassifier", "EXPECTED_ARCHITECTURES", "SUPPORTED_HEAD_LAYERS", "check_conversion", "mean_logit_error",
+           "to_dense"]

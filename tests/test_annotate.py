@@ -147,7 +147,8 @@ def test_store_holds_topk_of_the_dense_map(reference, image_tree):
     a = s.annotator
     assert (a["model"], a["random_init"], a["weights"], a["weights_sha256"]) == \
         (MODEL, True, None, loaded.weights_sha256)
-    assert (a["size"], a["resize"], a["k"], a["batch_size"], a["device"], a["amp"]) == (64, "squash", 5, 3, "cpu", False)
+    assert (a["size"], a["resize"], a["k"], a["batch_size"], a["device"], a["amp"]) == \
+        (64, "squash", 5, 3, "cpu", False)
     assert a["mean"] == list(loaded.mean) and a["std"] == list(loaded.std)
     assert_topk_of_dense_map(s, image_tree, "cpu")
     assert cli_main(["verify", s.url, "--images", str(image_tree), "--quiet"]) == 0

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import pytest
 import torch
 
-from dali_relabel.models import IMAGENET_MEAN, ModelError, build_model, file_sha256, load_model, model_normalization
+from dali_relabel.models import (IMAGENET_MEAN, ModelError, build_model, file_sha256, load_model,
+                                 model_normalization)
+
+needs_timm = pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="timm not installed")
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -74,7 +80,7 @@ def test_random_init_is_seeded_and_hashed():
 @pytest.mark.parametrize("spec,message", [
     ("resnet18", "is not of the form torchvision:<name>, timm:<name> or module.path:factory"),
     ("torchvision:no_such_net", "torchvision has no model 'no_such_net'"),
-    ("timm:no_such_net", "timm has no model 'no_such_net'"),
+    pytest.param("timm:no_such_net", "timm has no model 'no_such_net'", marks=needs_timm),
     ("no_such_module_xyz:factory", "cannot import the model factory 'no_such_module_xyz:factory'"),
     ("annotate_models:not_a_module", "returned str, not a torch.nn.Module"),
 ])
@@ -83,9 +89,19 @@ def test_bad_model_specs(spec, message):
         build_model(spec)
 
 
-def test_factory_spec_and_timm_normalization():
+def test_factory_spec_and_default_normalization():
     model = build_model("annotate_models:timm_style_net", num_classes=7)
     assert model.fc.out_features == 7
     assert model_normalization(model) == (IMAGENET_MEAN, (0.229, 0.224, 0.225))
+
+
+@needs_timm
+def test_timm_normalization_comes_from_its_config():
     vit = build_model("timm:vit_tiny_patch16_224")   # its pretrained config says mean = std = 0.5
     assert model_normalization(vit) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_timm_spec_without_timm_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)   # import timm now raises ImportError
+    with pytest.raises(ModelError, match=r"needs timm: pip install 'dali_relabel\[timm\]'"):
+        build_model("timm:resnet18")

@@ -2,18 +2,20 @@
 
 All three read the same JPEGs (the demo dataset: real scikit-image photos composed at 500x375, q90), do
 random-resized-crop to 224 + flip + normalize, use the same number of CPU threads / workers, and are
-measured in the same run (epochs alternated, medians):
+measured in the same run (epochs alternated; each epoch timed in its steady state, after its first batches;
+ratios are medians of the per-round ratios):
 
-  dali_no_labels  DALI pipeline, images + hard labels only (the ceiling)
+  dali_no_labels  the training pipeline without its label ops, hard labels only (the ceiling)
   dali_relabel    ReLabelLoader: the same pipeline + fn.relabel.lookup + fn.relabel.label_pool
   torch_official  torch DataLoader as in relabel_imagenet: PIL decode, RandomResizedCrop with coords,
                   per-image [2, K, H, W] .pt maps loaded in the workers, then per batch a dense
                   [B, C, H, W] scatter + torchvision roi_align + softmax (on the GPU with --device gpu)
 
-The label maps are the demo's own (10 classes) unless ``--num-classes 1000`` asks for ImageNet-like
-synthetic maps (the official path's dense [B, C, 15, 15] tensor grows with C; see bench_data.py).
+The label maps are ImageNet-like synthetic maps (C = 1000: the official path's dense [B, C, 15, 15] tensor
+grows with C; see bench_data.py), or the demo's own 10-class maps with ``--num-classes 0``. The label ops'
+own cost is also measured precisely, as a slope between pipelines with and without them.
 
-    python benchmarks/loader_bench.py [--device cpu|gpu] [--quick] [--num-classes 1000] [--json PATH]
+    python benchmarks/loader_bench.py [--device cpu|gpu] [--quick] [--num-classes C] [--json PATH]
 """
 
 from __future__ import annotations
@@ -37,55 +39,24 @@ from dali_relabel.loader import ReLabelLoader
 from dali_relabel.store import LabelStore
 
 
-def dali_no_labels(images_root, batch, threads, device, seed):
-    """The ceiling: the same reader/crop/decode/resize/normalize pipeline with no label ops."""
-    from nvidia.dali import fn, pipeline_def, types
+def dali_no_labels(images_root, class_list, batch, threads, device, seed):
+    """The ceiling: the training pipeline without its label ops (hard labels from a class file list)."""
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-    from dali_relabel.pipelines import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_box
+    from dali_relabel.pipelines import relabel_train_pipeline
 
-    imgs = ImageList.from_folder(images_root)
-    list_path = Path(tempfile.mkdtemp()) / "list.txt"
-    list_path.write_text("".join(f"{k} {label}\n" for k, label in zip(imgs.keys, imgs.labels)))
-
-    @pipeline_def(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None, seed=seed)
-    def pipe():
-        jpegs, labels = fn.readers.file(file_root=str(images_root), file_list=str(list_path),
-                                        shuffle_after_epoch=True, pad_last_batch=True, name="Reader")
-        jpegs = fn.relabel.check_image(jpegs)
-        anchor, shape, _, _ = random_resized_crop_box(jpegs)
-        images = fn.decoders.image_slice(jpegs, anchor, shape, axis_names="HW",
-                                         device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
-        images = fn.resize(images, size=[224, 224])
-        images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW",
-                                          mean=[m * 255 for m in IMAGENET_MEAN], std=[s * 255 for s in IMAGENET_STD],
-                                          mirror=fn.random.coin_flip())
-        return images, labels
-
-    p = pipe()
+    p = relabel_train_pipeline(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None,
+                               seed=seed, file_root=str(images_root), file_list=str(class_list), bank="",
+                               num_classes=0, device=device, outputs=("images", "rows"))
     p.build()
     it = DALIGenericIterator(p, ["images", "labels"], reader_name="Reader", auto_reset=True)
-
-    def epoch():
-        n = 0
-        for b in it:
-            n += b[0]["images"].shape[0]
-        return n
-
-    return epoch
+    return lambda: (b[0]["images"].shape[0] for b in it)
 
 
 def dali_relabel_epoch(images_root, labels, batch, threads, device, seed, bank_dir, num_classes):
     loader = ReLabelLoader(images_root, labels, batch, device=device, num_threads=threads, seed=seed,
                            outputs=("images", "targets"), bank_dir=bank_dir, num_classes=num_classes)
-
-    def epoch():
-        n = 0
-        for images, targets in loader:
-            n += images.shape[0]
-        return n
-
-    return epoch
+    return lambda: (images.shape[0] for images, targets in loader)
 
 
 def torch_official_epoch(images_root, maps_root, batch, workers, device, num_classes):
@@ -93,16 +64,34 @@ def torch_official_epoch(images_root, maps_root, batch, workers, device, num_cla
     dev = "cuda" if device == "gpu" else "cpu"
 
     def epoch():
-        n = 0
         for images, labels, coords, maps in dl:
             images = images.to(dev, non_blocking=True)
             official_targets(maps, coords, num_classes, dev)
-            n += images.shape[0]
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        return n
+            yield images.shape[0]
 
     return epoch
+
+
+def steady_rate(batches, skip: int, sync=None) -> float:
+    """Images/s of one epoch after its first `skip` batches.
+
+    Skipping the start leaves out what the previous method's loader may still do in the background
+    (DALI prefetches the next epoch as soon as one ends) and this loader's own prefetched batches, so
+    every method is measured in its steady state.
+    """
+    n, t0 = 0, None
+    for i, size in enumerate(batches):
+        if i == skip - 1:
+            if sync:
+                sync()
+            t0 = time.perf_counter()
+        elif i >= skip:
+            n += size
+    if sync:
+        sync()
+    if t0 is None or n == 0:
+        raise ValueError(f"an epoch needs more than {skip} batches; use more --images")
+    return n / (time.perf_counter() - t0)
 
 
 def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, iters=40) -> dict:
@@ -145,6 +134,9 @@ def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, i
             "method": "(T(pipeline with R label branches) - T(without)) / R, medians over rounds"}
 
 
+SKIP_BATCHES = 4  # per epoch, before timing starts (see steady_rate)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
@@ -171,20 +163,20 @@ def main(argv=None) -> int:
 def measure(args, epochs: int, work: Path) -> int:
     data = benchmark_data(work, num_images=args.images, num_classes=args.num_classes or None, data_dir=args.data_dir)
     runners = {
-        "dali_no_labels": dali_no_labels(data.images, args.batch, args.threads, args.device, 1),
+        "dali_no_labels": dali_no_labels(data.images, data.class_list, args.batch, args.threads, args.device, 1),
         "dali_relabel": dali_relabel_epoch(data.images, data.labels, args.batch, args.threads, args.device, 1,
                                            work / "bank", data.num_classes),
         "torch_official": torch_official_epoch(data.images, data.maps, args.batch, args.threads, args.device,
                                                data.num_classes),
     }
+    sync = torch.cuda.synchronize if args.device == "gpu" else None
     for run in runners.values():  # warm-up epoch: workers, allocations, first decode
-        run()
+        for _ in run():
+            pass
     rates = {name: [] for name in runners}
     for _ in range(epochs):
         for name, run in runners.items():  # alternate methods so drifts hit all of them alike
-            t0 = time.perf_counter()
-            n = run()
-            rates[name].append(n / (time.perf_counter() - t0))
+            rates[name].append(steady_rate(run(), SKIP_BATCHES, sync))
     rows = [{"method": name, "img_per_s": statistics.median(r), "runs": r} for name, r in rates.items()]
     # Ratios: median over rounds of the ratio within a round (methods ran back to back), which cancels
     # the slow drifts of a shared machine better than a ratio of medians.
@@ -197,7 +189,8 @@ def measure(args, epochs: int, work: Path) -> int:
     config = {"device": args.device, "batch": args.batch, "threads_or_workers": args.threads,
               "images": data.num_images, "image_size": list(data.image_size), "jpeg_quality": 90,
               "epochs": epochs, "num_classes": data.num_classes, "map": list(data.map_shape),
-              "maps": "demo ground truth" if args.num_classes is None else "synthetic"}
+              "maps": "synthetic" if args.num_classes else "demo ground truth",
+              "timing": f"steady state: each epoch timed after its first {SKIP_BATCHES} batches"}
     path = write_result("loader_bench", {"device": args.device, "config": config, "rows": rows,
                                          "label_ops": label_ops}, args.json)
     print(markdown_table(rows, [("method", "method", ""), ("img_per_s", "img/s", ".0f"),

@@ -182,7 +182,9 @@ def measure(args, epochs: int, work: Path) -> int:
     # the slow drifts of a shared machine better than a ratio of medians.
     for r in rows:
         for ref in ("dali_no_labels", "torch_official"):
-            r[f"vs_{ref}"] = statistics.median(a / b for a, b in zip(rates[r["method"]], rates[ref]))
+            ratios = [a / b for a, b in zip(rates[r["method"]], rates[ref])]
+            r[f"vs_{ref}"] = statistics.median(ratios)
+            r[f"vs_{ref}_quartiles"] = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios
     label_ops = label_ops_cost(data, args.batch, args.threads, args.device, work / "bank")
     relabel_batch_ms = args.batch / next(r["img_per_s"] for r in rows if r["method"] == "dali_relabel") * 1e3
     label_ops["pct_of_batch"] = 100 * label_ops["ms_per_batch"] / relabel_batch_ms

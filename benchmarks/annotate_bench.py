@@ -175,7 +175,7 @@ def main() -> int:
         "load_average_before_after": [load_before, list(os.getloadavg())],   # other processes on the machine
     }
     out = write_result("annotate", result, args.out)
-    print(f"median img/s: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
+    print("median img/s: " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
     print(f"annotator / forward = {ratio:.3f} (median of per-repeat ratios; goal >= 0.9; end to end "
           f"{result['ratio_annotate_total_to_forward']:.3f})"
           f" -> {out}")

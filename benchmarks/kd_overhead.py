@@ -119,7 +119,7 @@ def hard_label_source(data, args, dev) -> Source:
     return Source(batches())
 
 
-def relabel_source(data, args, dev, work: Path) -> Source:
+def relabel_source(data, args, work: Path) -> Source:
     loader = ReLabelLoader(data.images, data.labels, args.batch, device=args.device, num_threads=args.threads,
                            seed=args.seed, outputs=("images", "targets"), last_batch="drop",
                            num_classes=data.num_classes, bank_dir=work / "bank")
@@ -296,7 +296,7 @@ def run(args, work: Path) -> int:
         teacher_res = args.teacher_res or native
     factories = {
         "baseline": lambda: hard_label_source(data, args, dev),
-        "relabel": lambda: relabel_source(data, args, dev, work),
+        "relabel": lambda: relabel_source(data, args, work),
         "relabel_official": lambda: official_source(data, args, dev),
         "kd": lambda: kd_source(data, args, dev, teacher, teacher_res),
     }

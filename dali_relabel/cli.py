@@ -1,8 +1,8 @@
 """The ``dali-relabel`` command line: argparse, one module per subcommand.
 
 Each module in ``dali_relabel/commands/`` defines ``HELP`` (one line), ``add_arguments(parser)``
-and ``run(args) -> int`` (the exit status). Modules are imported only when their command runs,
-so ``dali-relabel --help`` stays fast.
+and ``run(args) -> int`` (the exit status). Every module is imported to build the parser, so each keeps
+its heavy imports (torch, matplotlib, the annotator...) inside ``run``.
 """
 
 from __future__ import annotations

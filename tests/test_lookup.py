@@ -17,7 +17,7 @@ import pytest
 from conftest import LabelPoolRunner, requires_gpu
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import fn, pipeline_def
 from reference import random_box, random_label_map
 
 # --- bank files -----------------------------------------------------------------------------------

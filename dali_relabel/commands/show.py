@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                            temperature=args.temperature)[0].numpy()
     draw(image, heat, ranked, whole, names, args, target)
     print(f"{args.key}: top classes " + ", ".join(f"{names[c]} {whole[c]:.2f}" for c in ranked)
-          + (f"; box target: " + ", ".join(f"{names[c]} {target[c]:.2f}" for c in np.argsort(-target)[:top])
+          + ("; box target: " + ", ".join(f"{names[c]} {target[c]:.2f}" for c in np.argsort(-target)[:top])
              if target is not None else ""))
     print(f"figure: {args.out}")
     return 0

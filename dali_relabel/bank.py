@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import store_format as fmt
+from .durable import fsync_path
 from .store import block_digest
 
 if TYPE_CHECKING:
@@ -132,21 +133,29 @@ def materialize_store(store: LabelStore, cache_dir=None, *, progress: bool = Tru
     """Finds or builds the bank of a complete store (see :meth:`LabelStore.materialize`)."""
     key = store.content_hash()  # also checks completeness
     candidates = [Path(cache_dir).expanduser()] if cache_dir is not None else default_bank_dirs()
-    for d in candidates:
-        if (d / key / "bank.json").is_file():
-            return LabelBank.open(d / key)
+    existing = _find(candidates, key)
+    if existing is not None:
+        return existing
     # The lock lives in the first candidate whatever the final location, so that ranks deciding at
     # once agree on one builder (and the others then find its result).
     lock_dir = candidates[0]
     lock_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(lock_dir / f".{key}.lock"):
-        for d in candidates:
-            if (d / key / "bank.json").is_file():
-                return LabelBank.open(d / key)
+        existing = _find(candidates, key)  # built by another process while this one waited for the lock
+        if existing is not None:
+            return existing
         target = _choose_dir(candidates, bank_nbytes(store))
         target.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(target, key)
         return _build(store, target, key, progress)
+
+
+def _find(candidates: list[Path], key: str) -> LabelBank | None:
+    """The bank ``key`` in the first candidate directory holding it (a bank directory that exists is complete)."""
+    for d in candidates:
+        if (d / key / "bank.json").is_file():
+            return LabelBank.open(d / key)
+    return None
 
 
 def _choose_dir(candidates: list[Path], nbytes: int) -> Path:
@@ -248,10 +257,9 @@ def _build(store: LabelStore, cache: Path, key: str, progress: bool) -> LabelBan
                 "values": "logits", "source": store.url, "annotator": store.annotator,
                 "class_names": store.class_names, "store_format_version": fmt.FORMAT_VERSION,
                 "materialize_seconds": round(time.perf_counter() - started, 3)}
-        with open(tmp / "bank.json", "w") as f:
-            json.dump(meta, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
+        (tmp / "bank.json").write_text(json.dumps(meta, indent=1))
+        for path in (tmp / "labels.npy", tmp / "keys.json", tmp / "bank.json", tmp):  # durable before visible
+            fsync_path(path)
         final = cache / key
         try:
             os.rename(tmp, final)  # atomic: others see no bank or a complete one
@@ -259,16 +267,8 @@ def _build(store: LabelStore, cache: Path, key: str, progress: bool) -> LabelBan
             if not (final / "bank.json").is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # lost a lock-less race: the other copy is as good
-        _fsync_dir(cache)
+        fsync_path(cache)
         return LabelBank.open(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

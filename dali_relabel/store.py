@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ import zarr.errors
 from zarr.storage import LocalStore
 
 from . import store_format as fmt
+from .durable import fsync_path
 
 if TYPE_CHECKING:
     from .bank import LabelBank
@@ -368,21 +368,11 @@ class LabelStore:
         if not isinstance(store, LocalStore):
             return
         root = Path(store.root) / self._group.path
-        dirs = set()
-        for key in keys:
-            path = root / key
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            dirs.add(path.parent)
-        for d in dirs:  # the rename that put the object in place
-            fd = os.open(d, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        paths = [root / key for key in keys]
+        for path in paths:
+            fsync_path(path)
+        for d in {path.parent for path in paths}:  # the rename that put the object in place
+            fsync_path(d)
 
     # ------------------------------------------------------------------ reading
     def read(self, rows) -> tuple[np.ndarray, np.ndarray]:

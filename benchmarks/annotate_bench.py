@@ -82,8 +82,9 @@ def forward_seconds(module: torch.nn.Module, *, n: int, batch: int, size: int, d
     x = torch.randn(batch, 3, size, size, device=device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
-                              enabled=amp)
+    from dali_relabel.training import amp_dtype
+
+    autocast = torch.autocast(device.type, dtype=amp_dtype(device.type), enabled=amp)
     with torch.inference_mode(), autocast:
         module(x)
         if device.type == "cuda":

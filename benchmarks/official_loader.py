@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from dali_relabel.image_folder import ImageList
+from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
 from dali_relabel.official import dense_label_maps, official_relabel_targets
 from dali_relabel.store import LabelStore
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class OfficialDataset(torch.utils.data.Dataset):

@@ -32,6 +32,7 @@ import torch
 from .dense import check_conversion, to_dense
 from .image_folder import IMAGE_EXTENSIONS, ImageList, list_images
 from .models import load_model
+from .training import amp_dtype
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 STORE_WAIT_S = float(os.environ.get("DALI_RELABEL_STORE_WAIT_S", "600"))
@@ -371,14 +372,13 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
                                      last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
     except RuntimeError as e:
         raise decode_failure(e, 0) from e
-    class_dtype = np.int16 if store.num_classes <= np.iinfo(np.int16).max else np.int32
     total = sum(real for _, _, real in batches)
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True,
                desc=f"annotate (rank 0 of {ranks.world})" if ranks.world > 1 else "annotate")
     writer = concurrent.futures.ThreadPoolExecutor(max_workers=1)   # compression and I/O off the GPU's path
     writes: list[concurrent.futures.Future] = []
     buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    autocast = torch.autocast(dev.type, dtype=torch.float16 if on_gpu else torch.bfloat16, enabled=amp)
+    autocast = torch.autocast(dev.type, dtype=amp_dtype(dev.type), enabled=amp)
     def finish(item) -> None:
         """Files one batch's top-k into its block's buffer; hands whole blocks to the writer."""
         i, values, indices, copied = item
@@ -388,7 +388,7 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
         n = len(store.block_rows(block))
         if block not in buffers:
             shape = (n, store.height, store.width, topk)
-            buffers[block] = (np.empty(shape, np.float16), np.empty(shape, class_dtype))
+            buffers[block] = (np.empty(shape, np.float16), np.empty(shape, store.class_dtype))
         scores, classes = buffers[block]
         scores[start:start + real] = np.clip(values.numpy(), -FLOAT16_MAX, FLOAT16_MAX)
         classes[start:start + real] = indices.numpy()

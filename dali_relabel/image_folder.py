@@ -19,23 +19,6 @@ def is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def scan_image_folder(root) -> tuple[list[str], list[str], list[int]]:
-    """Lists ``root/<class>/**/<image>``.
-
-    Args:
-        root: dataset root (e.g. ImageNet's ``train/``).
-
-    Returns:
-        ``(class_names, keys, labels)``: sorted class folder names; image paths relative to
-        ``root`` with '/' separators, in ImageFolder order; each image's class index.
-
-    Raises:
-        FileNotFoundError: ``root`` is not a directory.
-    """
-    listing = ImageList.from_folder(root)
-    return listing.classes, listing.keys, listing.labels
-
-
 def list_images(root) -> list[str]:
     """Every image file under ``root`` (any depth), relative, '/' separators, sorted."""
     root = Path(root)

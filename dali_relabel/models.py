@@ -16,9 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# torchvision's ImageNet statistics (RGB, [0, 1] pixel scale): the default for models that do not say.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # Seed used by --random-init, so that every rank (and every resumed run) builds the same weights.
 RANDOM_INIT_SEED = 0

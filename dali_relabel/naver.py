@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_folder import scan_image_folder
+from .image_folder import ImageList
 from .store import LabelStore
 
 LAYOUTS = {"kyx": (1, 2, 0), "kxy": (2, 1, 0)}  # file axes → [H, W, K]
@@ -159,7 +159,8 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
     started = time.perf_counter()
     if layout not in LAYOUTS:
         raise ValueError(f"import_naver: layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
-    class_names, image_keys, image_labels = scan_image_folder(images_dir)
+    listing = ImageList.from_folder(images_dir)
+    class_names, image_keys, image_labels = listing.classes, listing.keys, listing.labels
     maps_dir = Path(maps_dir)
     if not maps_dir.is_dir():
         raise FileNotFoundError(f"import_naver: maps folder {maps_dir} is not a directory")

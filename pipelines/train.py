@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from nvidia.dali import fn, pipeline_def, types
 
+from ..normalization import IMAGENET_MEAN, IMAGENET_STD
 from .crop import random_resized_crop_box
 from .targets import relabel_targets
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAIN_OUTPUTS = ("images", "targets", "labels", "boxes", "rows", "mirror")
 
 

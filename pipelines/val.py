@@ -5,8 +5,8 @@ from __future__ import annotations
 import nvidia.dali.math as dmath
 from nvidia.dali import fn, pipeline_def, types
 
+from ..normalization import IMAGENET_MEAN, IMAGENET_STD
 from .targets import relabel_targets
-from .train import IMAGENET_MEAN, IMAGENET_STD
 
 VAL_OUTPUTS = ("images", "labels", "targets", "boxes", "rows")
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from dali_relabel import LabelStore
 from dali_relabel.cli import main
-from dali_relabel.image_folder import scan_image_folder
+from dali_relabel.image_folder import ImageList
 from dali_relabel.naver import NaverImportError, import_naver
 from dali_relabel.synthetic import synthetic_label_maps
 
@@ -74,10 +74,11 @@ def check_store(url, truth):
     return store
 
 
-def test_scan_matches_torchvision_image_folder(tmp_path):
+def test_image_list_matches_torchvision_image_folder(tmp_path):
     make_release(tmp_path)
     (tmp_path / "train" / "n01" / "notes.txt").write_text("not an image")
-    classes, keys, labels = scan_image_folder(tmp_path / "train")
+    listing = ImageList.from_folder(tmp_path / "train")
+    classes, keys, labels = listing.classes, listing.keys, listing.labels
     ref = torchvision.datasets.ImageFolder(str(tmp_path / "train"))
     assert classes == ref.classes
     assert [(str(tmp_path / "train" / k), lab) for k, lab in zip(keys, labels)] == ref.samples

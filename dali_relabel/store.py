@@ -333,23 +333,22 @@ class LabelStore:
             raise ValueError(f"{where}: classes must be integers, got {classes.dtype}")
         with np.errstate(over="ignore"):
             s16 = scores.astype("<f2")
-        bad = ~np.isfinite(s16)
-        if bad.any():
-            original = scores[bad][0]
+        bad = fmt.invalid_entries(s16, classes, self.num_classes)
+        mask = bad["not-finite"]
+        if mask.any():
+            original = scores[mask][0]
             reason = "not finite" if not np.isfinite(original) else "outside the float16 range"
-            self._fail(where, rows, bad, f"score {original} is {reason}", "store finite logits")
-        bad = (classes < 0) | (classes >= self.num_classes)
-        if bad.any():
-            self._fail(where, rows, bad, f"class {classes[bad][0]} outside [0, {self.num_classes})",
+            self._fail(where, rows, mask, f"score {original} is {reason}", "store finite logits")
+        mask = bad["class-range"]
+        if mask.any():
+            self._fail(where, rows, mask, f"class {classes[mask][0]} outside [0, {self.num_classes})",
                        "check num_classes and the annotator's class indices")
-        bad = np.diff(s16.astype(np.float32), axis=-1) > 0
-        if bad.any():
-            self._fail(where, rows, bad, "scores not sorted in descending order",
+        if bad["unsorted"].any():
+            self._fail(where, rows, bad["unsorted"], "scores not sorted in descending order",
                        "sort each cell by descending score (np.argsort(-scores, axis=-1))")
-        order = np.sort(classes, axis=-1)
-        bad = order[..., 1:] == order[..., :-1]
-        if bad.any():
-            self._fail(where, rows, bad, "a class appears twice in one cell", "each cell's top-k classes must differ")
+        if bad["duplicate-class"].any():
+            self._fail(where, rows, bad["duplicate-class"], "a class appears twice in one cell",
+                       "each cell's top-k classes must differ")
         return s16, classes.astype(self.class_dtype)
 
     def _fail(self, where: str, rows: range, bad: np.ndarray, problem: str, fix: str) -> None:

@@ -43,6 +43,24 @@ def class_dtype(num_classes: int) -> np.dtype:
     return np.dtype("<i2") if num_classes <= np.iinfo(np.int16).max + 1 else np.dtype("<i4")
 
 
+def invalid_entries(scores: np.ndarray, classes: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """Where a block of maps breaks the format's rules (docs/FORMAT.md): every check, by kind.
+
+    Args:
+        scores: ``[n, H, W, K]`` float16 logits, as stored. classes: ``[n, H, W, K]`` integers. num_classes: C.
+
+    Returns:
+        ``{kind: bool mask}``: ``not-finite`` and ``class-range`` ``[n, H, W, K]``; ``unsorted`` (a score above
+        its predecessor) and ``duplicate-class`` (between neighbours of the sorted classes) ``[n, H, W, K - 1]``.
+    """
+    s = scores.astype(np.float32)
+    srt = np.sort(classes, axis=-1)
+    with np.errstate(invalid="ignore"):  # inf - inf along K: non-finite scores are reported as such
+        unsorted = np.diff(s, axis=-1) > 0
+    return {"not-finite": ~np.isfinite(s), "class-range": (classes < 0) | (classes >= num_classes),
+            "unsorted": unsorted, "duplicate-class": srt[..., 1:] == srt[..., :-1]}
+
+
 def scores_codecs() -> dict:
     """create_array keyword arguments for the scores codecs."""
     return {"filters": [TransposeCodec(order=(0, 3, 1, 2))],

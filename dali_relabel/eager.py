@@ -65,13 +65,12 @@ class BankPooling:
         self.transpose_box, self.bank_memory = transpose_box, bank_memory
         self._contexts: dict = {}
 
-    def _context(self, device: torch.device):
+    def _context(self, ndd, device: torch.device):
         """The DALI evaluation context for a CUDA device, bound to torch's current stream there.
 
         One per (device, stream): a context caches its operator instances, so reusing it keeps the
         operators (and the bank's device copy) alive across calls.
         """
-        ndd = dynamic_api()
         stream = torch.cuda.current_stream(device)
         key = (device.index, stream.cuda_stream)
         if key not in self._contexts:
@@ -109,7 +108,7 @@ class BankPooling:
                          # The bank was verified when materialized; checking on the GPU would cost a sync.
                          validate=op_device == "cpu", device=op_device)
         if op_device == "gpu":
-            with self._context(device):
+            with self._context(ndd, device):
                 scores, classes, _ = ndd.relabel.lookup(index=index, bank=str(self.bank.path), device="gpu",
                                                         bank_memory=self.bank_memory)
                 z = ndd.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, **pool_args)

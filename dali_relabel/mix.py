@@ -216,12 +216,16 @@ class ReLabelMix:
         self._check(images, targets)
         params = self.sample(images.shape[0], images.shape[2], images.shape[3])
         self.last_params = params
-        return self.apply(params, images, targets, boxes=boxes, indices=indices, mirror=mirror)
+        return self._mix(params, images, targets, boxes, indices, mirror)
 
     def apply(self, params: MixParams, images: torch.Tensor, targets: torch.Tensor, *, boxes=None, indices=None,
               mirror=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixes one batch with a given decision (see :meth:`__call__`)."""
         self._check(images, targets)
+        return self._mix(params, images, targets, boxes, indices, mirror)
+
+    def _mix(self, params: MixParams, images: torch.Tensor, targets: torch.Tensor, boxes, indices,
+             mirror) -> tuple[torch.Tensor, torch.Tensor]:
         if params.kind == "none":
             return images, self._smooth(targets)
         perm = torch.as_tensor(params.perm, device=images.device)
@@ -245,7 +249,8 @@ class ReLabelMix:
                              f"{', '.join(missing)}); ask the loader for outputs=(..., 'boxes', 'indices', 'mirror')")
         n = targets.shape[0]
         boxes, rows, flips = _host(boxes, np.float32), _host(indices, np.int64).reshape(-1), _host(mirror, np.int64)
-        for name, arr, shape in (("boxes", boxes, (n, 4)), ("indices", rows, (n,)), ("mirror", flips.reshape(-1), (n,))):
+        flips = flips.reshape(-1)
+        for name, arr, shape in (("boxes", boxes, (n, 4)), ("indices", rows, (n,)), ("mirror", flips, (n,))):
             if arr.shape != shape:
                 raise ValueError(f"ReLabelMix: {name} has shape {list(arr.shape)}, expected {list(shape)} for a batch "
                                  f"of {n}")
@@ -258,7 +263,7 @@ class ReLabelMix:
         if f == 0.0:  # an empty patch pastes nothing
             return targets
         (h, w), (y0, x0, y1, x1) = params.size, params.box
-        p_start, p_end = patch_regions(boxes, flips.reshape(-1), (y0 / h, x0 / w, y1 / h, x1 / w))
+        p_start, p_end = patch_regions(boxes, flips, (y0 / h, x0 / w, y1 / h, x1 / w))
         has_map = rows >= 0
         given = targets.double()
         if not has_map.any():

@@ -76,14 +76,32 @@ def median_time(fn: Callable[[], object], repeats: int, inner: int = 1, sync: Ca
     return statistics.median(samples)
 
 
-def write_result(name: str, payload: dict, path: str | Path | None = None) -> Path:
-    """Writes `payload` plus date/machine/commit as JSON; default `results/<name>-<date>-<device>.json`."""
+def per_copy_seconds(with_copies, without, copies: int, rounds: int, iters: int) -> float:
+    """Seconds per run that one copy of an operator adds to a pipeline, as a slope.
+
+    ``(T(with_copies) - T(without)) / copies`` per round, each T the median of 3 timings of ``iters`` runs,
+    the two pipelines alternated; the median over ``rounds``. Both pipelines must be built and warmed up.
+    """
+    slopes = []
+    for _ in range(rounds):
+        t_with = median_time(with_copies.run, repeats=3, inner=iters)
+        t_without = median_time(without.run, repeats=3, inner=iters)
+        slopes.append((t_with - t_without) / copies)
+    return statistics.median(slopes)
+
+
+def write_result(name: str, payload: dict, path: str | Path | None = None, *, tag: str | None = None) -> Path:
+    """Writes `payload` plus date/machine/commit as JSON.
+
+    The default path is `results/<name>-<date>-<device>[-<tag>].json`, where device is the payload's
+    "device" ("cpu"/"gpu", what was measured) if it has one, else "gpu" when the machine has a GPU.
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
     payload = {"benchmark": name, "date": now.isoformat(timespec="seconds"), "commit": git_commit(),
                "machine": machine(), **payload}
     if path is None:
-        device = "gpu" if payload["machine"]["gpu"] else "cpu"
-        path = RESULTS / f"{name}-{now:%Y%m%d}-{device}.json"
+        device = payload.get("device") or ("gpu" if payload["machine"]["gpu"] else "cpu")
+        path = RESULTS / f"{name}-{now:%Y%m%d}-{device}{f'-{tag}' if tag else ''}.json"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1) + "\n")

@@ -41,7 +41,6 @@ scatter + copy + roi_align + softmax on one batch, median of 7), to tell it apar
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import gc
 import json
@@ -57,7 +56,7 @@ from pathlib import Path
 
 import torch
 from bench_data import benchmark_data
-from common import RESULTS, markdown_table, write_result
+from common import markdown_table, median_time, write_result
 from official_loader import official_loader, official_targets
 from torch import nn
 
@@ -176,14 +175,8 @@ def official_label_work_ms(data, args, dev, sync, repeats: int = 7) -> float:
     """Median ms of the official per-iteration label work alone, on one batch from its loader."""
     loader = official_loader(data.images, data.maps, args.batch, 0, pin_memory=False)
     _, _, coords, maps = next(iter(loader))
-    times = []
-    for _ in range(repeats + 1):  # the first is a warm-up
-        sync()
-        t0 = time.perf_counter()
-        official_targets(maps, coords, data.num_classes, dev)
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times[1:])
+    official_targets(maps, coords, data.num_classes, dev)  # warm-up
+    return 1e3 * median_time(lambda: official_targets(maps, coords, data.num_classes, dev), repeats, sync=sync)
 
 
 def warm_up(step, teacher, teacher_res, args, dev, num_classes: int) -> None:
@@ -335,13 +328,10 @@ def run(args, work: Path) -> int:
         "rounds": args.rounds, "warmup": args.warmup, "iters": args.iters, "seed": args.seed,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
-    path = args.json
-    if path is None:
-        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
-        path = RESULTS / f"kd_overhead-{date}-{args.device}{'-quick' if args.quick else ''}.json"
     path = write_result("kd_overhead", {"device": args.device, "config": config, "rows": rows,
                                         "samples_ms": samples, "breakdown": breakdown,
-                                        "nonfinite_loss_blocks": nonfinite}, path)
+                                        "nonfinite_loss_blocks": nonfinite}, args.json,
+                        tag="quick" if args.quick else None)
     chart = draw_chart(rows, config, args.device, path.with_suffix(".png"))
     for row in rows:
         row["img_per_s"] = args.batch / row["ms_per_iter"] * 1e3

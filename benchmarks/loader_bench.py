@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 from bench_data import benchmark_data
-from common import markdown_table, median_time, write_result
+from common import markdown_table, per_copy_seconds, write_result
 from official_loader import official_loader, official_targets
 
 import dali_relabel  # noqa: F401  (loads the plugin: fn.relabel.*)
@@ -125,12 +125,7 @@ def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, i
         return p
 
     without, with_ops = build(0), build(copies)
-    slopes = []
-    for _ in range(rounds):
-        t_with = median_time(with_ops.run, repeats=3, inner=iters)
-        t_without = median_time(without.run, repeats=3, inner=iters)
-        slopes.append((t_with - t_without) / copies)
-    return {"ms_per_batch": 1e3 * statistics.median(slopes), "copies": copies,
+    return {"ms_per_batch": 1e3 * per_copy_seconds(with_ops, without, copies, rounds, iters), "copies": copies,
             "method": "(T(pipeline with R label branches) - T(without)) / R, medians over rounds"}
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 
 import numpy as np
 import torch
-from common import markdown_table, median_time, write_result
+from common import markdown_table, median_time, per_copy_seconds, write_result
 
 import dali_relabel
 from dali_relabel.official import dense_label_maps, official_relabel_targets
@@ -85,12 +84,7 @@ def time_op(data, device, threads, num_classes, validate, copies, rounds, iters)
     for p in (with_op, without):  # warm-up: allocations, first-iteration setup
         for _ in range(5):
             p.run()
-    slopes = []
-    for _ in range(rounds):
-        t_with = median_time(with_op.run, repeats=3, inner=iters)
-        t_without = median_time(without.run, repeats=3, inner=iters)
-        slopes.append((t_with - t_without) / copies)
-    return statistics.median(slopes)
+    return per_copy_seconds(with_op, without, copies, rounds, iters)
 
 
 def time_official(maps_topk, coords, num_classes, device, rounds):

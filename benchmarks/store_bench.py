@@ -353,12 +353,7 @@ def main() -> None:
         if "materialize" in sections:
             results["materialize"] = bench_materialize(SIZES["materialize"][pick], args.repeats, work)
             print("materialize:", json.dumps(results["materialize"]))
-    default = None
-    if args.out is None and args.quick:
-        from common import RESULTS
-
-        default = RESULTS / f"store_bench-{time.strftime('%Y%m%d')}-quick.json"
-    path = write_result("store_bench", results, args.out or default)
+    path = write_result("store_bench", results, args.out, tag="quick" if args.quick else None)
     print(f"results: {path}")
 
 

@@ -93,6 +93,19 @@ class LabelPoolRunner:
         return np.stack([np.array(out[i]) for i in range(len(out))])
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    tiny inputs gain nothing from threads, the arithmetic is the same as in one-thread subprocesses, and
+    many small ops (EfficientNet's) slow down ~100x when OpenMP threads spin on a loaded 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def label_pool_runner():
     """Cached runner factory: label_pool_runner(device="cpu", num_classes=..., **op_args)."""

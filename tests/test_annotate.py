@@ -34,14 +34,8 @@ CLI_ARGS = ["--model", MODEL, "--random-init", "--size", "64", "--topk", "5", "-
             "--block-size", "4", "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One torch thread here and in the subprocesses (subprocess_env): the same arithmetic everywhere, and no
-    OpenMP spinning on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread here and in the subprocesses (subprocess_env): the same arithmetic everywhere.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_image(path: Path, rng: np.random.Generator) -> None:

@@ -30,14 +30,7 @@ INPUT_HW = (96, 128)
 MAP_HW = (3, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny inputs gain nothing from threads, and EfficientNet's thousands of small ops slow down ~100× when
-    OpenMP threads spin on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_torchvision_convnext(num_classes: int = 50) -> nn.Module:

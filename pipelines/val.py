@@ -32,6 +32,8 @@ def relabel_val_pipeline(*, file_root: str, file_list: str, bank: str | None = N
     unknown = set(outputs) - set(VAL_OUTPUTS)
     if unknown:
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {VAL_OUTPUTS}")
+    if (bank is None) != (num_classes is None):
+        raise ValueError("give bank and num_classes together (a served label bank and its C), or neither")
     if bank is None and {"targets", "boxes", "rows"} & set(outputs):
         raise ValueError("targets, boxes and rows need a label bank (bank=..., num_classes=...)")
     jpegs, column = fn.readers.file(file_root=file_root, file_list=file_list, random_shuffle=False,

@@ -1,6 +1,6 @@
 """Annotator throughput vs the same model's forward pass alone, same batch, size and device, same run.
 
-The annotator (``dali_relabel.annotate``: DALI decode + resize + normalize, dense forward, top-k, store writes)
+The annotator (``dali_relabel.annotate.runner``: DALI decode + resize + normalize, dense forward, top-k, store writes)
 should reach ≥ 90% of what the classifier's own forward pass does on ready-made input tensors. Both are
 measured alternately, ``--repeats`` times; the result is the median of the per-repeat ratios. Also measured,
 for the breakdown: the dense (fully convolutional) forward alone.
@@ -114,9 +114,9 @@ def main() -> int:
         ap.error("--images must be a multiple of --batch-size (the forward pass runs whole batches)")
 
     import dali_relabel  # noqa: F401  (plugin)
-    from dali_relabel.annotate import annotate
-    from dali_relabel.dense import to_dense
-    from dali_relabel.models import load_model
+    from dali_relabel.annotate.dense import to_dense
+    from dali_relabel.annotate.models import load_model
+    from dali_relabel.annotate.runner import annotate
 
     load_before = list(os.getloadavg())
     device = torch.device(args.device)

@@ -5,7 +5,7 @@ The JPEGs are the demo dataset's (scikit-image photos composed into 500x375 mult
 For more images than the demo has, each image appears several times under different names (symbolic
 links): every copy is decoded and cropped anew, as distinct files would be. The label store holds either
 the demo's ground-truth maps (``num_classes=None``: 10 classes) or realistic synthetic ImageNet-like maps
-(``dali_relabel.synthetic``) for ``num_classes`` classes, 15x15, top-5: the official path's dense tensor
+(``dali_relabel.testing.synthetic``) for ``num_classes`` classes, 15x15, top-5: the official path's dense tensor
 grows with C, so ImageNet-scale comparisons need C = 1000.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dali_relabel.demo_dataset import build_demo_dataset
 from dali_relabel.image_folder import ImageList
 from dali_relabel.store import LabelStore
-from dali_relabel.synthetic import synthetic_label_maps
+from dali_relabel.testing.demo_dataset import build_demo_dataset
+from dali_relabel.testing.synthetic import synthetic_label_maps
 
 DEMO_IMAGES = 320
 
@@ -84,7 +84,7 @@ def benchmark_data(work: str | os.PathLike, *, num_images: int = DEMO_IMAGES, nu
 
     listing = ImageList.from_folder(root)
     rows = np.array([source_row[k] for k in listing.keys])
-    source = "demo ground truth" if num_classes is None else "dali_relabel.synthetic"
+    source = "demo ground truth" if num_classes is None else "dali_relabel.testing.synthetic"
     if num_classes is None:
         scores, classes = demo_store.read(rows)
         num_classes = demo_store.num_classes

@@ -97,10 +97,9 @@ def endless(loader):
 
 def hard_label_source(data, args, dev) -> Source:
     """The baseline pipeline: images + the file list's class label, no label ops."""
+    from dali_relabel.pipelines import relabel_train_pipeline
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
-    from dali_relabel.pipelines import relabel_train_pipeline
 
     pipe = relabel_train_pipeline(
         batch_size=args.batch, num_threads=args.threads, device_id=0 if args.device == "gpu" else None,
@@ -324,7 +323,7 @@ def run(args, work: Path) -> int:
         "teacher": args.teacher if teacher is not None else None, "teacher_res": teacher_res,
         "teacher_gflops_native": teacher_gflops, "kd_temperature": args.kd_temperature,
         "threads_or_workers": args.threads, "images": data.num_images, "image_size": list(data.image_size),
-        "num_classes": data.num_classes, "map": list(data.map_shape), "maps": "synthetic (dali_relabel.synthetic)",
+        "num_classes": data.num_classes, "map": list(data.map_shape), "maps": "synthetic (dali_relabel.testing.synthetic)",
         "rounds": args.rounds, "warmup": args.warmup, "iters": args.iters, "seed": args.seed,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }

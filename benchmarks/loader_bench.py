@@ -41,9 +41,8 @@ from dali_relabel.store import LabelStore
 
 def dali_no_labels(images_root, class_list, batch, threads, device, seed):
     """The ceiling: the training pipeline without its label ops (hard labels from a class file list)."""
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
     from dali_relabel.pipelines import relabel_train_pipeline
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
     p = relabel_train_pipeline(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None,
                                seed=seed, file_root=str(images_root), file_list=str(class_list), bank="",
@@ -97,9 +96,8 @@ def steady_rate(batches, skip: int, sync=None) -> float:
 def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, iters=40) -> dict:
     """The label ops' own per-batch cost inside the pipeline, as a slope: the reader + crop-box part of the
     pipeline with `copies` label branches vs with none (end-to-end epochs are too noisy to resolve it)."""
-    from nvidia.dali import fn, pipeline_def
-
     from dali_relabel.pipelines import random_resized_crop_box, relabel_targets
+    from nvidia.dali import fn, pipeline_def
 
     store = LabelStore.open(str(data.labels))
     bank = str(store.materialize(cache_dir=bank_dir, progress=False).path)

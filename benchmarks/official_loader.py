@@ -15,8 +15,8 @@ import torch
 
 from dali_relabel.image_folder import ImageList
 from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
-from dali_relabel.official import dense_label_maps, official_relabel_targets
 from dali_relabel.store import LabelStore
+from dali_relabel.testing.official import dense_label_maps, official_relabel_targets
 
 
 class OfficialDataset(torch.utils.data.Dataset):

@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 from common import markdown_table, median_time, per_copy_seconds, write_result
+from nvidia.dali import fn, pipeline_def
 
 import dali_relabel
-from dali_relabel.official import dense_label_maps, official_relabel_targets
-from nvidia.dali import fn, pipeline_def
+from dali_relabel.testing.official import dense_label_maps, official_relabel_targets
 
 
 def random_maps(rng, batch, h, w, k, num_classes):

@@ -43,7 +43,7 @@ SIZES = {  # quick, full
 
 
 def synthetic(n: int, seed: int = 0):
-    from dali_relabel.synthetic import synthetic_label_maps
+    from dali_relabel.testing.synthetic import synthetic_label_maps
 
     out_s, out_c = [], []
     for start in range(0, n, 8192):
@@ -204,7 +204,7 @@ def bench_write(n: int, n_ref: int, repeats: int, workdir: Path) -> dict:
 def bench_import(n: int, repeats: int, workdir: Path) -> dict:
     import torch
 
-    from dali_relabel.naver import import_naver
+    from dali_relabel.store.naver_import import import_naver
 
     scores, classes = synthetic(n, seed=7)
     release, small = workdir / "release", workdir / "release_small"
@@ -287,7 +287,7 @@ def bench_materialize(n: int, repeats: int, workdir: Path) -> dict:
 
     url = workdir / "mat.zarr"
     store = LabelStore.create(url, keys=[f"c/{i}.JPEG" for i in range(n)], num_classes=C, height=H, width=W, k=K)
-    from dali_relabel.synthetic import synthetic_label_maps
+    from dali_relabel.testing.synthetic import synthetic_label_maps
 
     for b in range(store.num_blocks):
         r = store.block_rows(b)

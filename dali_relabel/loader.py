@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +17,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .distributed import process_ranks
+from .fs import atomic_write_text, cache_root
 from .image_folder import IMAGE_EXTENSIONS, ImageList
 
 LOADER_OUTPUTS = ("images", "targets", "labels", "boxes", "indices", "keys", "mirror")
@@ -25,14 +26,6 @@ LOADER_OUTPUTS = ("images", "targets", "labels", "boxes", "indices", "keys", "mi
 _PIPELINE_NAME = {"images": "images", "targets": "targets", "labels": "labels", "boxes": "boxes",
                   "indices": "rows", "keys": "rows", "mirror": "mirror"}
 _POLICIES = ("partial", "fill", "drop")
-
-
-def _distributed() -> tuple[int, int, int | None]:
-    """(rank, world size, local rank) from torch.distributed / torchrun, or (0, 1, None)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        local = os.environ.get("LOCAL_RANK")
-        return torch.distributed.get_rank(), torch.distributed.get_world_size(), int(local) if local else None
-    return 0, 1, None
 
 
 class ReLabelLoader:
@@ -114,9 +107,11 @@ class ReLabelLoader:
         self.bank = self.store.materialize(cache_dir=bank_dir)
         file_list = self._write_file_list(rows)
 
-        rank, world, local_rank = _distributed()
-        self.shard_id = rank if shard_id is None else shard_id
-        self.num_shards = world if num_shards is None else num_shards
+        # Shards follow an initialised torch.distributed process group (as DistributedSampler does).
+        ranks = process_ranks(env=False)
+        local_rank = ranks.local_rank
+        self.shard_id = ranks.rank if shard_id is None else shard_id
+        self.num_shards = ranks.world_size if num_shards is None else num_shards
         if device == "gpu":
             if not torch.cuda.is_available():
                 raise RuntimeError("ReLabelLoader(device='gpu') needs CUDA; no GPU is visible. Use device='cpu'.")
@@ -198,15 +193,9 @@ class ReLabelLoader:
         """DALI file list ``<key> <row>`` (cached: one per image list × store)."""
         text = "".join(f"{k} {r}\n" for k, r in zip(self.images.keys, rows.tolist()))
         digest = hashlib.sha256(f"{self.images.root}\n{text}".encode()).hexdigest()[:16]
-        from .build import cache_root
-
         path = cache_root() / "file_lists" / f"{digest}.txt"
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
         return path
 
     # ---- iteration ------------------------------------------------------------------------------------

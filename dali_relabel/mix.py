@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from .eager import BankPooling, _host
+from .ops.eager import BankPooling, host_array
 
 MODES = ("cutmix", "mixup", "both")
 POLICIES = ("area", "region")
@@ -248,7 +248,8 @@ class ReLabelMix:
             raise ValueError(f"ReLabelMix: policy='region' needs boxes, indices and mirror (missing: "
                              f"{', '.join(missing)}); ask the loader for outputs=(..., 'boxes', 'indices', 'mirror')")
         n = targets.shape[0]
-        boxes, rows, flips = _host(boxes, np.float32), _host(indices, np.int64).reshape(-1), _host(mirror, np.int64)
+        boxes, flips = host_array(boxes, np.float32), host_array(mirror, np.int64)
+        rows = host_array(indices, np.int64).reshape(-1)
         flips = flips.reshape(-1)
         for name, arr, shape in (("boxes", boxes, (n, 4)), ("indices", rows, (n,)), ("mirror", flips, (n,))):
             if arr.shape != shape:

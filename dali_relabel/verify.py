@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store_format as fmt
 from .image_folder import list_images
-from .store import LabelStore, block_digest
+from .store import LabelStore
+from .store import format as fmt
+from .store.format import block_digest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _check_images(keys: list[str], root: Path, decode: bool, progress: bool) -> 
     out = [Problem("missing-image", k, f"no image file {root / k}") for k in keys if k not in present]
     out += [Problem("unlabelled-image", f, "image has no label map in the store") for f in on_disk if f not in key_set]
     if decode:
-        from .image_check import undecodable_images
+        from .ops.image_check import undecodable_images
 
         paths = [root / f for f in on_disk]
         for path, reason in undecodable_images(paths, progress=progress):

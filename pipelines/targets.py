@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from nvidia.dali import fn, types
 
+from dali_relabel.ops import load_plugin
+
 
 def relabel_targets(rows, rel_start, rel_end, *, bank: str, num_classes: int, device: str = "cpu",
                     temperature: float = 1.0, official_axes: bool = False, missing_from: int | None = None,
@@ -32,6 +34,7 @@ def relabel_targets(rows, rel_start, rel_end, *, bank: str, num_classes: int, de
     Returns:
         ``(targets, labels)``: float32 ``[C]`` probabilities and int32 ``[]`` hard labels, on ``device``.
     """
+    load_plugin()  # fn.relabel.*: built once and cached, loaded on first use
     if validate is None:
         validate = device == "cpu"
     rows = fn.reshape(rows, shape=[])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from nvidia.dali import fn, pipeline_def, types
 
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
+from dali_relabel.ops import load_plugin
+
 from .crop import random_resized_crop_box
 from .targets import relabel_targets
+
 TRAIN_OUTPUTS = ("images", "targets", "labels", "boxes", "rows", "mirror")
 
 
@@ -52,6 +55,7 @@ def relabel_train_pipeline(*, file_root: str, file_list: str, bank: str, num_cla
     jpegs, rows = fn.readers.file(file_root=file_root, file_list=file_list, shuffle_after_epoch=shuffle,
                                   shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=reader_name)
     if check_images:
+        load_plugin()
         jpegs = fn.relabel.check_image(jpegs)
     anchor, shape, rel_start, rel_end = random_resized_crop_box(jpegs, area=area, aspect=aspect)
     decoder = "mixed" if device == "gpu" else "cpu"

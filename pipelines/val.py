@@ -5,7 +5,9 @@ from __future__ import annotations
 import nvidia.dali.math as dmath
 from nvidia.dali import fn, pipeline_def, types
 
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
+from dali_relabel.ops import load_plugin
+
 from .targets import relabel_targets
 
 VAL_OUTPUTS = ("images", "labels", "targets", "boxes", "rows")
@@ -39,6 +41,7 @@ def relabel_val_pipeline(*, file_root: str, file_list: str, bank: str | None = N
     jpegs, column = fn.readers.file(file_root=file_root, file_list=file_list, random_shuffle=False,
                                     shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=reader_name)
     if check_images:
+        load_plugin()
         jpegs = fn.relabel.check_image(jpegs)
     decoder = "mixed" if device == "gpu" else "cpu"
     images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-import dali_relabel  # noqa: F401  (builds and loads the plugin)
 from nvidia.dali import fn, pipeline_def
 
-sys.path.insert(0, str(Path(__file__).parent))
+import dali_relabel
+
+# Many tests call fn.relabel.* directly: build (once, cached) and load the plugin for the session.
+# (The package itself loads it lazily: tests/test_architecture.py checks that in a fresh process.)
+dali_relabel.load_plugin()
+
 
 
 @functools.cache

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dali_relabel import LabelStore
-from dali_relabel.synthetic import synthetic_label_maps
+from dali_relabel.testing.synthetic import synthetic_label_maps
 
 GEOMETRY = dict(height=6, width=5, k=3, num_classes=50)
 

@@ -25,7 +25,7 @@ $PY -m pip download -q -c constraints.txt --only-binary=:all: --python-version 3
 rm -f "$extra"/numpy-* "$extra"/pillow-* "$extra"/networkx-* "$extra"/packaging-*
 du -sh "$extra"
 # The benchmarks' demo images (real photos from scikit-image, which the device lacks): built here once.
-$PY -c "from dali_relabel.demo_dataset import build_demo_dataset as b; b('.device-carry/demo', progress=False)"
+$PY -c "from dali_relabel.testing.demo_dataset import build_demo_dataset as b; b('.device-carry/demo', progress=False)"
 du -sh .device-carry/demo
 grep -qx '/.device-carry/' .git/info/exclude 2>/dev/null || echo '/.device-carry/' >> .git/info/exclude
 du -sh "$dest"

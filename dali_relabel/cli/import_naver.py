@@ -1,0 +1,51 @@
+"""dali-relabel import-naver: convert the official relabel_imagenet .pt maps into a label store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "import the official relabel_imagenet label maps (<wnid>/<stem>.pt, [2, K, H, W]) into a label store"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--maps", required=True, metavar="DIR", help="root of the .pt tree (mirrors train/)")
+    p.add_argument("--images", required=True, metavar="DIR", help="image root (ImageFolder layout, e.g. train/)")
+    p.add_argument("--out", required=True, metavar="STORE", help="store path or URL to create (or resume)")
+    p.add_argument("--layout", choices=["kyx", "kxy"], default="kyx",
+                   help="axis order of each file's [K, ., .] planes: kyx = rows are image y (default; conv-output "
+                        "layout, TokenLabeling's files), kxy = rows are image x (maps saved transposed)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="import matched pairs only when some images lack a map or some maps lack an image")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: CPUs, at most 8)")
+    p.add_argument("--num-classes", type=int, default=None, help="C (default: number of class folders)")
+    p.add_argument("--block-size", type=int, default=512, help="samples per store block (default 512)")
+    p.add_argument("--annotator", default=None, metavar="JSON",
+                   help="annotator description stored in the store, a JSON object (default: the release's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..store.naver_import import NaverImportError, import_naver
+
+    annotator = None
+    if args.annotator is not None:
+        try:
+            annotator = json.loads(args.annotator)
+        except json.JSONDecodeError as e:
+            print(f"import-naver: --annotator is not valid JSON: {e}", file=sys.stderr)
+            return 2
+        if not isinstance(annotator, dict):
+            print("import-naver: --annotator must be a JSON object", file=sys.stderr)
+            return 2
+    try:
+        report = import_naver(args.maps, args.images, args.out, layout=args.layout, allow_missing=args.allow_missing,
+                              workers=args.workers, num_classes=args.num_classes, block_size=args.block_size,
+                              annotator=annotator, progress=not args.quiet)
+    except (NaverImportError, ValueError, FileNotFoundError) as e:
+        print(f"import-naver: {e}", file=sys.stderr)
+        print("import-naver: blocks written so far are kept; rerun the same command to resume", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0

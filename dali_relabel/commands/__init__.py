@@ -1,1 +1,0 @@
-"""Subcommands of the ``dali-relabel`` CLI (see ``dali_relabel.cli``)."""

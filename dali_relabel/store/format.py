@@ -1,0 +1,106 @@
+"""The label store's on-disk format: array names, dtypes, chunking and codecs (docs/FORMAT.md).
+
+Everything here uses only zarr v3 *core* data types and codecs (uint8/int16/int32/float16;
+transpose, bytes, blosc, zstd), so any zarr v3 reader (zarr-python, tensorstore, zarrs) reads a
+store. The codecs were chosen by measurement (``benchmarks/store_bench.py --only codecs``, results
+in ``benchmarks/results/``), on maps from :mod:`dali_relabel.testing.synthetic`:
+
+* ``scores``: physical order (N, K, H, W) through the transpose codec, then Blosc-zstd level 5 with
+  byte shuffle. K-major order puts the spatially smooth plane of each rank together, and byte
+  shuffle separates the well-predictable sign/exponent bytes from the noisy mantissa bytes.
+  Bit shuffle, zstd level 9 and larger chunks were measured and gained ≤ 3% at up to 20× the
+  encoding time.
+* ``classes``: natural order (N, H, W, K), Blosc-zstd level 3 without shuffle: a cell's top-k tuple
+  repeats across neighbouring cells, which the natural order keeps adjacent (K-major and shuffle
+  both measured worse).
+* one chunk per block of ``block_size`` samples (default 512): a block is written as whole chunk
+  objects, so concurrent writers of different blocks never touch the same object. Sharding was
+  measured: with the shard equal to the block it changes nothing but adds an index, with smaller
+  inner chunks it costs a few percent; not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
+
+FORMAT_NAME = "dali_relabel.label_store"
+FORMAT_VERSION = 1
+
+SCORES, CLASSES, LABELS, KEYS, BLOCK_DIGESTS = "scores", "classes", "labels", "keys", "block_digests"
+DIGEST_BYTES = 16  # BLAKE2b-128 of a block's scores bytes followed by its classes bytes
+
+COMPLETENESS_RULE = (
+    f"block b (rows [b*block_size, min((b+1)*block_size, num_samples))) is complete iff row b of "
+    f"'{BLOCK_DIGESTS}' is not all zero; that row is the BLAKE2b digest ({DIGEST_BYTES} bytes) of the block's "
+    f"'{SCORES}' bytes followed by its '{CLASSES}' bytes (C order, little endian). Each row is its own chunk "
+    f"object, written after the block's data, so concurrent writers never share an object.")
+KEYS_ENCODING = "utf-8, zero-padded to the second dimension (tensorstore and other readers lack a string type)"
+
+
+def class_dtype(num_classes: int) -> np.dtype:
+    """int16 when every class index fits, else int32."""
+    return np.dtype("<i2") if num_classes <= np.iinfo(np.int16).max + 1 else np.dtype("<i4")
+
+
+def invalid_entries(scores: np.ndarray, classes: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """Where a block of maps breaks the format's rules (docs/FORMAT.md): every check, by kind.
+
+    Args:
+        scores: ``[n, H, W, K]`` float16 logits, as stored. classes: ``[n, H, W, K]`` integers. num_classes: C.
+
+    Returns:
+        ``{kind: bool mask}``: ``not-finite`` and ``class-range`` ``[n, H, W, K]``; ``unsorted`` (a score above
+        its predecessor) and ``duplicate-class`` (between neighbours of the sorted classes) ``[n, H, W, K - 1]``.
+    """
+    s = scores.astype(np.float32)
+    srt = np.sort(classes, axis=-1)
+    with np.errstate(invalid="ignore"):  # inf - inf along K: non-finite scores are reported as such
+        unsorted = np.diff(s, axis=-1) > 0
+    return {"not-finite": ~np.isfinite(s), "class-range": (classes < 0) | (classes >= num_classes),
+            "unsorted": unsorted, "duplicate-class": srt[..., 1:] == srt[..., :-1]}
+
+
+def scores_codecs() -> dict:
+    """create_array keyword arguments for the scores codecs."""
+    return {"filters": [TransposeCodec(order=(0, 3, 1, 2))],
+            "compressors": [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle", typesize=2)]}
+
+
+def classes_codecs(itemsize: int) -> dict:
+    """create_array keyword arguments for the classes codecs."""
+    return {"filters": [], "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle",
+                                                      typesize=itemsize)]}
+
+
+def small_array_codecs() -> dict:
+    """labels and keys: written once at creation, zstd alone suffices."""
+    return {"filters": [], "compressors": [ZstdCodec(level=5)]}
+
+
+def encode_keys(keys: list[str]) -> np.ndarray:
+    """Keys → uint8 [N, L] UTF-8, zero-padded (L = longest key, at least 1)."""
+    encoded = [k.encode("utf-8") for k in keys]
+    width = max([1] + [len(e) for e in encoded])
+    return np.frombuffer(b"".join(e.ljust(width, b"\0") for e in encoded), np.uint8).reshape(len(keys), width)
+
+
+def decode_keys(raw: np.ndarray) -> np.ndarray:
+    """uint8 [N, L] → str array [N] (the inverse of :func:`encode_keys`)."""
+    raw = np.ascontiguousarray(raw, np.uint8)
+    as_bytes = raw.view(f"S{raw.shape[1]}").reshape(raw.shape[0])  # numpy strips the trailing zeros
+    return np.char.decode(as_bytes, "utf-8")
+
+
+def block_digest(scores: np.ndarray, classes: np.ndarray) -> bytes:
+    """The completion digest of a block, as stored in ``block_digests``."""
+    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    h.update(np.ascontiguousarray(scores, "<f2").data)
+    h.update(np.ascontiguousarray(classes, classes.dtype.newbyteorder("<")).data)
+    digest = h.digest()
+    # An all-zero row means "incomplete": a (2^-128-likely) all-zero digest is nudged.
+    return digest if any(digest) else b"\x01" + digest[1:]
+
+

@@ -1,0 +1,268 @@
+"""Imports the official relabel_imagenet label maps (naver-ai/relabel_imagenet) into a LabelStore.
+
+The release is a tree mirroring ``train/``: ``<wnid>/<image stem>.pt``, each a tensor
+``[2, K, H, W]`` (``[0]`` top-k logits, ``[1]`` class indices stored as floats), float32 (the
+official release) or float16 (TokenLabeling's files, same layout). Each map is matched to its
+image by relative path without extension (store keys keep the image's extension), rows follow
+``ImageFolder`` order and labels are the class folder indices. Each cell is transposed to
+``[H, W, K]`` and sorted by descending score (ties: ascending class).
+
+Layouts (``layout``): ``"kyx"`` (default) — the file's axes are ``[K, y, x]``, rows = image y, the
+natural layout of a conv output and what TokenLabeling's generator writes; ``"kxy"`` — ``[K, x, y]``,
+for maps saved transposed (the official loader's crop-box quirk pools them as if they were).
+
+Parallel over processes (each writes whole blocks, see LabelStore), resumable (completed blocks
+are skipped), and strict: a missing pair, a corrupt file, a wrong shape, a non-finite score or a
+class outside ``[0, num_classes)`` fails, naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ..image_folder import ImageList
+from .label_store import LabelStore
+
+LAYOUTS = {"kyx": (1, 2, 0), "kxy": (2, 1, 0)}  # file axes → [H, W, K]
+_SHOWN = 20  # missing pairs listed in an error
+
+
+class NaverImportError(ValueError):
+    """The release cannot be imported; the message names the file(s) and what to do."""
+
+
+@dataclasses.dataclass
+class ImportReport:
+    """What an import did."""
+
+    store: str
+    num_images: int
+    num_maps: int
+    imported: int
+    images_without_map: list[str]
+    maps_without_image: list[str]
+    blocks_written: int
+    blocks_already_complete: int
+    seconds: float
+
+    def summary(self) -> str:
+        lines = [f"{self.store}: {self.imported} samples ({self.num_images} images, {self.num_maps} maps); "
+                 f"{self.blocks_written} blocks written, {self.blocks_already_complete} already complete; "
+                 f"{self.seconds:.1f} s"]
+        for what, items in (("images without a map (not imported)", self.images_without_map),
+                            ("maps without an image (ignored)", self.maps_without_image)):
+            if items:
+                lines.append(f"{len(items)} {what}: " + ", ".join(items[:_SHOWN])
+                             + (f" ... and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""))
+        return "\n".join(lines)
+
+
+def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
+                   expect_shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one official ``.pt`` map as store data.
+
+    Args:
+        path: the ``.pt`` file.
+        num_classes: class indices must lie in ``[0, num_classes)``.
+        layout: ``"kyx"`` or ``"kxy"`` (see the module doc).
+        expect_shape: the ``[2, K, H, W]`` shape every map must have (the first map's), or None.
+
+    Returns:
+        ``(scores, classes)``: float32 and int64 ``[H, W, K]``, each cell sorted by descending score, ties by
+        ascending class.
+
+    Raises:
+        NaverImportError: unreadable, wrong shape/dtype, non-finite, non-integral or out-of-range data.
+    """
+    import torch
+
+    try:
+        t = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise NaverImportError(f"{path}: cannot be read as a torch tensor ({type(e).__name__}: {e}); the file is "
+                               f"corrupt or not a label map: extract it again from the release") from None
+    if not isinstance(t, torch.Tensor):
+        raise NaverImportError(f"{path}: holds a {type(t).__name__}, expected a tensor [2, K, H, W]")
+    shape = tuple(t.shape)
+    if len(shape) != 4 or shape[0] != 2 or min(shape) < 1:
+        raise NaverImportError(f"{path}: tensor of shape {list(shape)}, expected [2, K, H, W] ([0] = top-k scores, "
+                               f"[1] = class indices)")
+    if expect_shape is not None and shape != tuple(expect_shape):
+        raise NaverImportError(f"{path}: shape {list(shape)} differs from the first map's {list(expect_shape)}; all "
+                               f"maps of a store share K, H and W")
+    if not t.is_floating_point():
+        raise NaverImportError(f"{path}: dtype {t.dtype}, expected float32 or float16")
+    a = t.detach().to(torch.float64).numpy()
+    scores, cls = a[0], a[1]
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        where = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise NaverImportError(f"{path}: score {scores[where]} at [k, i, j] = {list(where)} is not finite "
+                               f"({int(bad.sum())} such values); the map is damaged")
+    bad = ~np.isfinite(cls) | (cls != np.round(cls)) | (cls < 0) | (cls >= num_classes)
+    if bad.any():
+        where = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise NaverImportError(f"{path}: class index {cls[where]} at [k, i, j] = {list(where)} is not an integer in "
+                               f"[0, {num_classes}) ({int(bad.sum())} such values); check --num-classes")
+    if np.abs(scores).max() > np.finfo(np.float16).max:
+        raise NaverImportError(f"{path}: a score of magnitude {np.abs(scores).max()} exceeds the float16 range "
+                               f"of the store")
+    axes = LAYOUTS[layout]
+    scores, cls = scores.transpose(axes), cls.transpose(axes).astype(np.int64)
+    # Descending score; ties by ascending class, so the store does not depend on the file's rank order.
+    order = np.lexsort((cls, -scores), axis=-1)
+    scores, cls = np.take_along_axis(scores, order, -1), np.take_along_axis(cls, order, -1)
+    srt = np.sort(cls, axis=-1)
+    dup = (srt[..., 1:] == srt[..., :-1]).any(axis=-1)
+    if dup.any():
+        y, x = (int(v) for v in np.argwhere(dup)[0])
+        raise NaverImportError(f"{path}: cell (y={y}, x={x}) lists a class twice ({cls[y, x].tolist()}); "
+                               f"a top-k map holds distinct classes")
+    return scores.astype(np.float32), cls
+
+
+def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missing: bool = False,
+                 workers: int | None = None, num_classes: int | None = None, block_size: int = 512,
+                 annotator: dict | None = None, progress: bool = True) -> ImportReport:
+    """Converts the official release into a label store (resuming a partial import).
+
+    Args:
+        maps_dir: root of the ``.pt`` tree (``<wnid>/<stem>.pt``).
+        images_dir: root of the images (``<wnid>/<stem>.<ext>``), e.g. ImageNet ``train/``.
+        out: store path or URL.
+        layout: ``"kyx"`` or ``"kxy"``.
+        allow_missing: import the matched pairs when some images lack a map or some maps lack an
+            image (listed in the report) instead of failing.
+        workers: processes (default: CPU count, at most 8); 1 imports in this process.
+        num_classes: C (default: the number of class folders).
+        block_size: samples per store block.
+        annotator: description stored in the store (default: the release's).
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`ImportReport`.
+
+    Raises:
+        NaverImportError: unmatched pairs (without ``allow_missing``), or a bad map file.
+        ValueError: ``out`` holds a different store (see ``LabelStore.create(exist_ok=True)``).
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    if layout not in LAYOUTS:
+        raise ValueError(f"import_naver: layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+    listing = ImageList.from_folder(images_dir)
+    class_names, image_keys, image_labels = listing.classes, listing.keys, listing.labels
+    maps_dir = Path(maps_dir)
+    if not maps_dir.is_dir():
+        raise FileNotFoundError(f"import_naver: maps folder {maps_dir} is not a directory")
+    maps = _scan_maps(maps_dir)
+    by_stem: dict[str, int] = {}
+    for i, key in enumerate(image_keys):
+        stem = os.path.splitext(key)[0]
+        if stem in by_stem:
+            raise NaverImportError(f"images {image_keys[by_stem[stem]]!r} and {key!r} share the stem {stem!r}, so a "
+                                   f"map {stem}.pt cannot tell them apart; remove one")
+        by_stem[stem] = i
+    matched = sorted(by_stem[s] for s in maps if s in by_stem)
+    images_without = [image_keys[i] for s, i in by_stem.items() if s not in maps]
+    maps_without = sorted(f"{s}.pt" for s in maps if s not in by_stem)
+    if (images_without or maps_without) and not allow_missing:
+        parts = []
+        for what, items in (("images without a map", sorted(images_without)), ("maps without an image", maps_without)):
+            if items:
+                parts.append(f"{len(items)} {what}: " + ", ".join(items[:_SHOWN])
+                             + (f" ... and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""))
+        raise NaverImportError(f"import_naver: {maps_dir} and {images_dir} do not match: " + "; ".join(parts)
+                               + ". Point --maps/--images at matching trees, or pass --allow-missing to import "
+                                 "the matched pairs only")
+    if not matched:
+        raise NaverImportError(f"import_naver: no map in {maps_dir} matches an image in {images_dir}")
+    num_classes = len(class_names) if num_classes is None else num_classes
+    if len(class_names) > num_classes:
+        raise NaverImportError(f"import_naver: {images_dir} has {len(class_names)} class folders but num_classes is "
+                               f"{num_classes}; pass --num-classes >= {len(class_names)}")
+
+    keys = [image_keys[i] for i in matched]
+    labels = np.array([image_labels[i] for i in matched], np.int32)
+    map_paths = [str(maps[os.path.splitext(k)[0]]) for k in keys]
+    first_shape = _first_shape(map_paths[0], num_classes, layout)
+    _, k, h, w = first_shape
+    if layout == "kxy":
+        h, w = w, h
+    store = LabelStore.create(
+        out, keys=keys, labels=labels, num_classes=num_classes, height=h, width=w, k=k,
+        class_names=class_names if len(class_names) == num_classes else None,
+        annotator=annotator if annotator is not None else {
+            "source": "naver-ai/relabel_imagenet label maps (official release format)",
+            "imported_with": "dali-relabel import-naver", "file_layout": f"[2, K, {layout[1]}, {layout[2]}]"},
+        block_size=block_size, exist_ok=True)
+    done = store.completed_blocks()
+    todo = [int(b) for b in np.nonzero(~done)[0]]
+    done_samples = sum(len(store.block_rows(b)) for b in np.nonzero(done)[0])
+    bar = tqdm(total=store.num_samples, initial=done_samples, unit="map", desc=f"importing into {out}",
+               disable=not progress, file=sys.stderr)
+    tasks = [(str(out), b, map_paths[store.block_rows(b).start:store.block_rows(b).stop], layout, num_classes,
+              first_shape) for b in todo]
+    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+    if workers == 1 or len(tasks) <= 1 or "memory://" in str(out):
+        for task in tasks:  # memory:// stores live in this process only
+            bar.update(_import_block(task, store))
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+            pending = {pool.submit(_import_block, task) for task in tasks}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in finished:
+                    if f.exception() is not None:
+                        for p in pending:
+                            p.cancel()
+                        raise f.exception()
+                    bar.update(f.result())
+    bar.close()
+    return ImportReport(store=str(out), num_images=len(image_keys), num_maps=len(maps), imported=len(keys),
+                        images_without_map=sorted(images_without), maps_without_image=maps_without,
+                        blocks_written=len(tasks), blocks_already_complete=int(done.sum()),
+                        seconds=time.perf_counter() - started)
+
+
+def _scan_maps(root: Path) -> dict[str, Path]:
+    """{relative path without '.pt': file} for every .pt file under root."""
+    out = {}
+    for dirpath, _, files in os.walk(root, followlinks=True):
+        rel = Path(dirpath).relative_to(root).as_posix()
+        for f in files:
+            if f.endswith(".pt"):
+                stem = f[:-3] if rel == "." else f"{rel}/{f[:-3]}"
+                out[stem] = Path(dirpath) / f
+    return out
+
+
+def _first_shape(path: str, num_classes: int, layout: str) -> tuple[int, int, int, int]:
+    import torch
+
+    load_naver_map(path, num_classes=num_classes, layout=layout)  # full check, with the file named on failure
+    return tuple(torch.load(path, map_location="cpu", weights_only=True).shape)
+
+
+_worker_stores: dict[str, LabelStore] = {}
+
+
+def _import_block(task, store: LabelStore | None = None) -> int:
+    """Loads one block's maps and writes the block. Runs in a worker process (or inline)."""
+    url, block, paths, layout, num_classes, shape = task
+    if store is None:
+        store = _worker_stores.get(url)
+        if store is None:
+            store = _worker_stores[url] = LabelStore.open(url, mode="r+")
+    loaded = [load_naver_map(p, num_classes=num_classes, layout=layout, expect_shape=shape) for p in paths]
+    store.write_block(block, np.stack([s for s, _ in loaded]), np.stack([c for _, c in loaded]))
+    return len(paths)

@@ -1,0 +1,184 @@
+"""LabelBank / LabelStore.materialize: content, plain .npy files, sharing, atomicity, location choice."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import zarr
+from store_util import create_store, fill, start_python
+
+from dali_relabel import LabelBank, LabelStore, fs
+from dali_relabel.store import bank as bank_module
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = create_store(tmp_path / "s.zarr", n=100, block_size=16, class_names=[f"w{i}" for i in range(50)])
+    fill(s)
+    return LabelStore.open(tmp_path / "s.zarr")
+
+
+def test_materialize_content_and_files(store, tmp_path):
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    assert isinstance(bank, LabelBank)
+    assert bank.path == tmp_path / "banks" / store.content_hash()
+    s, c = store.read(slice(None))
+    for name, want in (("scores", s), ("classes", c), ("labels", store.labels)):
+        got = getattr(bank, name)
+        assert isinstance(got, np.memmap) and got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        # Plain .npy, readable without dali_relabel and without mapping: what the C++ lookup op parses.
+        with open(bank.path / f"{name}.npy", "rb") as f:
+            assert np.lib.format.read_magic(f) == (1, 0)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            assert (shape, fortran, dtype) == (want.shape, False, want.dtype) and f.tell() % 64 == 0
+        np.testing.assert_array_equal(np.load(bank.path / f"{name}.npy"), want)
+    assert bank.keys == store.keys.tolist()
+    meta = json.loads((bank.path / "bank.json").read_text())
+    assert {k: meta[k] for k in ("format", "version", "num_samples", "height", "width", "k", "num_classes",
+                                 "classes_dtype", "content_hash")} == {
+        "format": "dali_relabel.bank", "version": 1, "num_samples": 100, "height": 6, "width": 5, "k": 3,
+        "num_classes": 50, "classes_dtype": "<i2", "content_hash": store.content_hash()}
+    assert meta["class_names"][:2] == ["w0", "w1"]
+    assert sorted(os.listdir(tmp_path / "banks")) == sorted([store.content_hash(), f".{store.content_hash()}.lock"])
+
+
+def test_second_materialize_reuses_the_bank(store, tmp_path):
+    first = store.materialize(tmp_path / "banks", progress=False)
+    stamp = (first.path / "scores.npy").stat().st_mtime_ns
+    again = LabelStore.open(store.url).materialize(tmp_path / "banks", progress=False)
+    assert again.path == first.path and (again.path / "scores.npy").stat().st_mtime_ns == stamp
+
+
+def test_same_content_same_bank_different_content_other_bank(store, tmp_path):
+    copy = create_store(tmp_path / "copy.zarr", n=100, block_size=16, class_names=[f"w{i}" for i in range(50)])
+    fill(copy)
+    assert copy.materialize(tmp_path / "banks", progress=False).path == \
+        store.materialize(tmp_path / "banks", progress=False).path
+    fill(copy, blocks=[2], seed=1)
+    other = copy.materialize(tmp_path / "banks", progress=False)
+    assert other.path != store.materialize(tmp_path / "banks", progress=False).path
+    np.testing.assert_array_equal(other.scores, copy.read(slice(None))[0])
+
+
+def test_tampered_store_is_refused(store, tmp_path):
+    g = zarr.open_group(store.url, mode="r+")
+    block = g["scores"][32:48]
+    g["scores"][32:48] = block - np.float16(1)  # changed behind the store's back: digest no longer matches
+    with pytest.raises(ValueError, match=r"block 2 \(rows 32\.\.47\) of .* does not match its completion digest"):
+        LabelStore.open(store.url).materialize(tmp_path / "banks", progress=False)
+    assert [p for p in os.listdir(tmp_path / "banks") if not p.endswith(".lock")] == []  # no partial bank left
+
+
+MATERIALIZER = """
+import sys
+from store_util import barrier
+from dali_relabel import LabelStore
+store = LabelStore.open(sys.argv[1])
+barrier(sys.argv[3], int(sys.argv[4]), 2)
+bank = store.materialize(sys.argv[2], progress=False)
+print(bank.path, float(bank.scores.astype("float32").sum()))
+"""
+
+
+def test_two_processes_materializing_at_once_share_one_intact_bank(tmp_path):
+    big = create_store(tmp_path / "big.zarr", n=6000, block_size=256)
+    fill(big)
+    procs = [start_python(MATERIALIZER, big.url, str(tmp_path / "banks"), str(tmp_path / "barrier"), str(i))
+             for i in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outs.append(out.split())
+    assert outs[0] == outs[1]  # the same directory, the same content
+    key = LabelStore.open(big.url).content_hash()
+    assert sorted(os.listdir(tmp_path / "banks")) == sorted([key, f".{key}.lock"])  # one bank, no temp left
+    bank = LabelBank.open(tmp_path / "banks" / key)
+    np.testing.assert_array_equal(bank.scores, big.read(slice(None))[0])
+    assert float(bank.scores.astype("float32").sum()) == float(outs[0][1])
+
+
+def test_rename_race_without_locks_keeps_one_copy(store, tmp_path):
+    """On file systems without flock, two builders may race: the loser drops its copy and maps the winner's."""
+    cache = tmp_path / "banks"
+    cache.mkdir()
+    key = store.content_hash()
+    a = bank_module._build(store, cache / key, key, progress=False)
+    b = bank_module._build(store, cache / key, key, progress=False)
+    assert a.path == b.path and sorted(os.listdir(cache)) == [key]
+
+
+def test_stale_temp_dirs_of_dead_processes_are_removed(store, tmp_path):
+    cache = tmp_path / "banks"
+    key = store.content_hash()
+    dead = cache / f".{key}.tmp-{fs._host()}-999999999-abcd1234"
+    foreign = cache / f".{key}.tmp-otherhost-1-abcd1234"  # another machine's (shared cache): not ours to judge
+    for d in (dead, foreign):
+        d.mkdir(parents=True)
+        (d / "scores.npy").write_bytes(b"partial")
+    store.materialize(cache, progress=False)
+    assert not dead.exists() and foreign.exists()
+
+
+def test_default_location_prefers_shm_when_it_fits(store, tmp_path, monkeypatch):
+    shm, cache = tmp_path / "shm" / "dali_relabel", tmp_path / "cache"
+    monkeypatch.setattr(bank_module, "SHM_DIR", shm)
+    (tmp_path / "shm").mkdir()
+    monkeypatch.setenv("DALI_RELABEL_CACHE", str(cache))
+    monkeypatch.delenv("DALI_RELABEL_BANK_DIR", raising=False)
+    free = {"bytes": 10 << 30}
+    monkeypatch.setattr(bank_module, "_free_bytes", lambda path: free["bytes"])
+    assert store.materialize(progress=False).path.parent == shm
+
+    fill_other = create_store(tmp_path / "o.zarr", n=20, block_size=16)
+    fill(fill_other, seed=3)
+    free["bytes"] = 1 << 20  # /dev/shm too small: the user cache dir
+    assert fill_other.materialize(progress=False).path.parent == cache / "banks"
+    free["bytes"] = 10 << 30  # an existing bank is found where it is, not rebuilt
+    assert fill_other.materialize(progress=False).path.parent == cache / "banks"
+
+
+def test_environment_variable_and_argument_override(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("DALI_RELABEL_BANK_DIR", str(tmp_path / "env"))
+    assert store.materialize(progress=False).path.parent == tmp_path / "env"
+    assert store.materialize(tmp_path / "arg", progress=False).path.parent == tmp_path / "arg"
+
+
+def test_open_errors(store, tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a label bank"):
+        LabelBank.open(tmp_path)
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    np.save(bank.path / "labels.npy", np.zeros(99, np.int32))
+    with pytest.raises(ValueError, match=r"labels.npy holds int32 \(99,\), bank.json says int32 \(100,\): the bank "
+                                         r"is damaged; delete"):
+        LabelBank.open(bank.path)
+    meta = json.loads((bank.path / "bank.json").read_text())
+    (bank.path / "bank.json").write_text(json.dumps(dict(meta, version=7)))
+    with pytest.raises(ValueError, match="version 7; expected 'dali_relabel.bank' version 1"):
+        LabelBank.open(bank.path)
+
+
+def test_lookup_serves_the_materialized_store(store, tmp_path):
+    """fn.relabel.lookup (CPU) on the bank returns exactly the store's rows."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    rows = np.array([99, 0, 17, 17, 64], np.int32)
+
+    @pipeline_def(batch_size=len(rows), num_threads=1, device_id=None)
+    def pipe():
+        index = fn.external_source(source=lambda: [np.array([r], np.int32) for r in rows], dtype=types.INT32,
+                                   batch=True)
+        return tuple(fn.relabel.lookup(index=index, bank=str(bank.path)))
+
+    p = pipe()
+    p.build()
+    scores, classes, labels = (np.stack([np.array(t[i]) for i in range(len(rows))]) for t in p.run())
+    want_s, want_c = store.read(rows)
+    np.testing.assert_array_equal(scores, want_s)
+    np.testing.assert_array_equal(classes, want_c)
+    np.testing.assert_array_equal(labels.reshape(-1), store.labels[rows])

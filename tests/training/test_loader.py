@@ -1,0 +1,201 @@
+"""ReLabelLoader on CPU over the demo dataset: targets, boxes, images, epochs, sharding, bad input."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from dali_relabel.pipelines import IMAGENET_MEAN, IMAGENET_STD
+from PIL import Image
+from reference import slow_label_pool
+
+from dali_relabel import LabelStore
+from dali_relabel.loader import ReLabelLoader
+from dali_relabel.testing.demo_dataset import build_demo_dataset
+from dali_relabel.testing.official import official_relabel_targets
+
+N_IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return build_demo_dataset(tmp_path_factory.mktemp("demo"), num_images=N_IMAGES, height=150, width=200,
+                              progress=False)
+
+
+@pytest.fixture
+def dataset_copy(demo, tmp_path):
+    """A writable copy of the demo images and store (for tests that damage them)."""
+    shutil.copytree(demo.images, tmp_path / "images")
+    shutil.copytree(demo.labels, tmp_path / "labels.zarr")
+    return tmp_path / "images", tmp_path / "labels.zarr"
+
+
+def loader(images, labels, batch_size=8, **kw):
+    kw.setdefault("device", "cpu")
+    kw.setdefault("num_threads", 2)
+    kw.setdefault("seed", 3)
+    return ReLabelLoader(images, labels, batch_size, **kw)
+
+
+def reference_image(path, box, mirror, size):
+    """The crop decoded and resized with PIL: an independent check of the pixels and the box."""
+    img = Image.open(path).convert("RGB")
+    w, h = img.size
+    y0, x0, y1, x1 = box
+    crop = img.crop((round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h))).resize((size, size),
+                                                                                          Image.BILINEAR)
+    arr = np.asarray(crop, np.float32) / 255
+    if mirror:
+        arr = arr[:, ::-1]
+    return ((arr - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).transpose(2, 0, 1)
+
+
+def test_one_epoch_targets_boxes_and_images_match_references(demo):
+    store = LabelStore.open(str(demo.labels))
+    ld = loader(demo.images, demo.labels, batch_size=5, crop_size=64,
+                outputs=("images", "targets", "labels", "boxes", "indices", "keys", "mirror"))
+    assert len(ld) == -(-N_IMAGES // 5)
+    seen = Counter()
+    for images, targets, labels, boxes, indices, keys, mirror in ld:
+        assert images.shape[1:] == (3, 64, 64) and images.dtype == torch.float32
+        assert targets.shape[1] == store.num_classes and targets.dtype == torch.float32
+        assert labels.dtype == torch.int64 and indices.dtype == torch.int64
+        for i, key in enumerate(keys):
+            seen[key] += 1
+            row = int(indices[i])
+            assert store.keys[row] == key and labels[i] == store.labels[row]
+            scores, classes = store.read(row)
+            box = boxes[i].numpy()
+            ref = slow_label_pool(scores, classes, box[:2], box[2:], store.num_classes)
+            np.testing.assert_allclose(targets[i].numpy(), ref, rtol=1e-5, atol=1e-6)
+            # Pixels: the loader's crop equals PIL's crop of the returned box (decoders and resize
+            # filters differ, so compare loosely, but a wrong box or normalization is far off).
+            ref_img = reference_image(demo.images / key, box, bool(mirror[i]), 64)
+            assert np.abs(images[i].numpy() - ref_img).mean() < 0.15
+    assert sorted(seen) == sorted(demo.objects) and set(seen.values()) == {1}
+
+
+def test_epochs_repeat_with_new_crops_and_order(demo):
+    ld = loader(demo.images, demo.labels, outputs=("keys", "boxes"))
+    epochs = [[(k, tuple(b.tolist())) for keys, boxes in ld for k, b in zip(keys, boxes)] for _ in range(2)]
+    assert [sorted(k for k, _ in e) for e in epochs] == [sorted(demo.objects)] * 2
+    assert epochs[0] != epochs[1]
+
+
+def test_targets_train_with_cross_entropy(demo):
+    images, targets = next(iter(loader(demo.images, demo.labels, crop_size=32)))
+    logits = torch.nn.Conv2d(3, targets.shape[1], 32)(images).flatten(1)
+    loss = torch.nn.CrossEntropyLoss()(logits, targets)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
+
+
+@pytest.mark.parametrize("policy,sizes", [("partial", [7, 7, 7, 3]), ("fill", [7, 7, 7, 7]), ("drop", [7, 7, 7])])
+def test_last_batch_policies(demo, policy, sizes):
+    ld = loader(demo.images, demo.labels, batch_size=7, last_batch=policy, outputs=("keys",))
+    assert [len(keys) for keys in ld] == sizes
+    assert len(ld) == len(sizes)
+
+
+def test_shards_cover_the_dataset_once(demo):
+    shards = [loader(demo.images, demo.labels, batch_size=4, shard_id=i, num_shards=3, outputs=("keys",))
+              for i in range(3)]
+    keys = [k for ld in shards for batch in ld for k in batch]
+    assert sorted(keys) == sorted(demo.objects)
+
+
+def test_batch_larger_than_the_dataset(demo):
+    batches = list(loader(demo.images, demo.labels, batch_size=100, outputs=("keys",)))
+    assert len(batches) == 1 and sorted(batches[0]) == sorted(demo.objects)
+
+
+def test_official_axes_reproduce_the_official_targets(demo):
+    store = LabelStore.open(str(demo.labels))
+    ld = loader(demo.images, demo.labels, official_axes=True, outputs=("targets", "boxes", "indices"))
+    targets, boxes, rows = next(iter(ld))
+    scores, classes = store.read(rows.numpy())
+    maps = torch.stack([torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(classes.astype(np.float64))],
+                       1).permute(0, 1, 4, 2, 3)
+    official = official_relabel_targets(maps, boxes.double(), store.num_classes)
+    np.testing.assert_allclose(targets.numpy(), official.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("label_type", ["localized_single", "global_multi", "global_single"])
+def test_label_types(demo, label_type):
+    store = LabelStore.open(str(demo.labels))
+    ld = loader(demo.images, demo.labels, label_type=label_type, outputs=("targets", "boxes", "indices"))
+    targets, boxes, rows = next(iter(ld))
+    for t, box, row in zip(targets.numpy(), boxes.numpy(), rows.tolist()):
+        ref = slow_label_pool(*store.read(row), box[:2], box[2:], store.num_classes, label_type=label_type)
+        np.testing.assert_allclose(t, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_images_without_label_maps(dataset_copy):
+    images, labels = dataset_copy
+    extra = images / "cat" / "zz_unlabelled.jpg"
+    shutil.copy(next(images.rglob("*.jpg")), extra)
+    with pytest.raises(KeyError, match="1 of 25 images have no label map in .* e.g. cat/zz_unlabelled.jpg; "
+                                       "annotate them, or pass missing='onehot'"):
+        loader(images, labels)
+    ld = loader(images, labels, missing="onehot", batch_size=25, outputs=("targets", "labels", "keys", "indices"))
+    assert ld.num_missing == 1
+    targets, labels_out, keys, indices = next(iter(ld))
+    i = keys.index(None)
+    cat = ld.images.classes.index("cat")
+    assert indices[i] == -1 and labels_out[i] == cat
+    assert torch.equal(targets[i], torch.nn.functional.one_hot(torch.tensor(cat), targets.shape[1]).float())
+
+
+def test_num_classes_mismatch_needs_consent(dataset_copy):
+    images, labels = dataset_copy
+    (images / "zebra").mkdir()
+    with pytest.warns(UserWarning, match="class folders hold no images .*zebra"):
+        with pytest.raises(ValueError, match="the label store has 10 classes but .* has 11 class folders; pass "
+                                             "num_classes=10"):
+            loader(images, labels)
+    with pytest.warns(UserWarning):
+        assert loader(images, labels, num_classes=10).num_classes == 10
+
+
+def test_corrupt_jpeg_is_named(dataset_copy):
+    images, labels = dataset_copy
+    victim = sorted(images.rglob("*.jpg"))[3]
+    victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 2])
+    key = victim.relative_to(images).as_posix()
+    with pytest.raises(Exception, match=f"relabel.check_image: '{key}': truncated JPEG"):
+        for _ in loader(images, labels, batch_size=N_IMAGES):
+            pass
+
+
+def test_grayscale_cmyk_and_png_images_decode_to_rgb(dataset_copy):
+    images, labels = dataset_copy
+    files = sorted(images.rglob("*.jpg"))
+    Image.open(files[0]).convert("L").save(files[0], quality=90)
+    Image.open(files[1]).convert("CMYK").save(files[1], quality=90)
+    # A PNG under a .jpg name (as in ImageNet): the decoder goes by content, not by extension.
+    buf = io.BytesIO()
+    Image.open(files[2]).save(buf, format="PNG")
+    files[2].write_bytes(buf.getvalue())
+    (images / "notes.txt").write_text("not an image")
+    (images / "cat" / "readme.md").write_text("not an image")
+    with pytest.warns(UserWarning, match="1 files under .* are not images DALI decodes and were skipped"):
+        ld = loader(images, labels, batch_size=N_IMAGES, crop_size=32, outputs=("images", "keys"))
+    imgs, keys = next(iter(ld))
+    assert imgs.shape == (N_IMAGES, 3, 32, 32)
+    gray = keys.index(files[0].relative_to(images).as_posix())
+    assert torch.allclose(imgs[gray, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0],
+                          imgs[gray, 1] * IMAGENET_STD[1] + IMAGENET_MEAN[1], atol=0.02)
+
+
+def test_bad_arguments(demo):
+    with pytest.raises(ValueError, match=r"unknown outputs \['pixels'\]"):
+        loader(demo.images, demo.labels, outputs=("pixels",))
+    with pytest.raises(ValueError, match="last_batch must be one of"):
+        loader(demo.images, demo.labels, last_batch="keep")
+    with pytest.raises(FileNotFoundError, match="no such directory .* or file"):
+        loader(demo.images / "nowhere", demo.labels)

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from dali_relabel.metrics import (VAL_FILE_PATTERN, ReaLAccuracy, TopKAccuracy, load_real_labels,
-                                  real_accuracy)
+from dali_relabel.metrics import (
+    VAL_FILE_PATTERN,
+    ReaLAccuracy,
+    TopKAccuracy,
+    load_real_labels,
+    real_accuracy,
+)
 
 
 def synthetic_real(tmp_path, n=300, c=20, seed=0):

@@ -130,8 +130,8 @@ class EpochLoader:
             raise ValueError(f"{owner}: last_batch='drop' with {len(data)} images, batch_size={self.batch_size} and "
                              f"{self.num_shards} ranks leaves no full batch: an epoch would be empty")
         self._next = (0, 0)             # (epoch, batch) the next iter() starts at
-        self._run: _EpochRun | None = None
-        self._retired: _EpochRun | None = None
+        self._run: _EpochRun | None = None     # the latest iterator
+        self._done: list[_EpochRun] = []        # runs whose pipelines are still held (see _started)
         self._digest: str | None = None
 
     def _check_outputs(self, outputs: Sequence[str]) -> tuple[str, ...]:
@@ -158,24 +158,33 @@ class EpochLoader:
         return self._steps
 
     def __iter__(self) -> _EpochRun:
-        """Starts the next epoch (a fresh one: also after a break or an exception in the previous one)."""
+        """An iterator over the next epoch: a fresh, complete one, also after a break or an exception in the
+        previous one. The epoch is taken when the first batch is asked for (code that only checks that the loader
+        is iterable, as Lightning does, consumes nothing)."""
+        if self._run is not None:
+            self._run.superseded = True
+        self._run = _EpochRun(self)
+        return self._run
+
+    def _start(self, run: _EpochRun) -> None:
+        """Called by ``run`` on its first ``next()``: takes the next epoch and builds its pipeline."""
         epoch, start = self._next
         self._next = (epoch + 1, 0)
-        previous, self._run = self._run, None
-        if previous is not None:
-            previous.superseded = True
-            # Dropped once the new epoch's first batch is out: on the GPU the label bank's device copy is shared
-            # by the pipelines alive in the process, so it is not copied again.
-            if self._retired is not None:
-                self._retired.close()
-            self._retired = previous
-        self._run = _EpochRun(self, self.plan(epoch), start)
-        return self._run
+        run.begin(self.plan(epoch), start)
+
+    def _started(self, run: _EpochRun) -> None:
+        """Called by ``run`` once its first batch is out: the previous epoch's pipeline is dropped only now, so
+        that on the GPU the label bank's device copy (shared by the pipelines alive in the process) stays."""
+        for other in self._done:
+            if other is not run:
+                other.close()
+        self._done = [run]
 
     @property
     def epoch(self) -> int:
         """The epoch the current (or last) iteration yields; before the first, the one the first will yield."""
-        return self._run.plan.epoch if self._run is not None else self._next[0]
+        run = self._run
+        return run.plan.epoch if run is not None and run.plan is not None else self._next[0]
 
     def set_epoch(self, epoch: int) -> None:
         """The next ``iter()`` yields epoch ``epoch`` (for scripts written for ``DistributedSampler.set_epoch``).
@@ -191,6 +200,9 @@ class EpochLoader:
     def sampler(self) -> _EpochSetter:
         """``loader.sampler.set_epoch(e)``, as scripts (and Lightning) call it on a DataLoader's sampler."""
         return _EpochSetter(self)
+
+    # A DataLoader's attribute, which code that finds ``sampler`` (Lightning) reads too: there is none.
+    batch_sampler = None
 
     def plan(self, epoch: int) -> EpochPlan:
         """This rank's plan of epoch ``epoch`` (images in order, batches, padding)."""
@@ -209,7 +221,7 @@ class EpochLoader:
         next batch a loader given this state yields is batch ``b + 1`` of ``e`` (the next epoch's first after the
         last). Plain ints and strings (safe for ``torch.save`` and JSON)."""
         run = self._run
-        if run is not None and not run.finished and self._next == (run.plan.epoch + 1, 0):
+        if run is not None and run.plan is not None and not run.finished and self._next == (run.plan.epoch + 1, 0):
             epoch, batch = run.plan.epoch, run.next_batch      # mid-epoch (and no set_epoch since)
         else:
             epoch, batch = self._next
@@ -303,10 +315,10 @@ class EpochLoader:
 
     def close(self) -> None:
         """Releases the pipelines now (they are also released when the loader is garbage-collected)."""
-        for run in (self._run, self._retired):
+        for run in [self._run, *self._done]:
             if run is not None:
                 run.close()
-        self._run = self._retired = None
+        self._run, self._done = None, []
 
 
 class _EpochSetter:
@@ -322,13 +334,20 @@ class _EpochSetter:
 class _EpochRun:
     """One epoch's iteration: its plan, its pipeline and DALI iterator, and how far it got."""
 
-    def __init__(self, loader: EpochLoader, plan: EpochPlan, start: int):
+    def __init__(self, loader: EpochLoader):
+        self.loader = loader
+        self.plan: EpochPlan | None = None      # set by begin(), on the first next()
+        self.pipeline = self.iterator = None
+        self.next_batch = self.skip = 0
+        self.finished = self.superseded = False
+
+    def begin(self, plan: EpochPlan, start: int) -> None:
+        """Builds the pipeline that reads ``plan`` from batch ``start`` on."""
         from nvidia.dali.plugin.base_iterator import LastBatchPolicy
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-        self.loader, self.plan, self.next_batch = loader, plan, start
-        self.finished = self.superseded = False
-        self.skip = 0
+        loader = self.loader
+        self.plan, self.next_batch = plan, start
         keys, reader_rows = loader.data.keys, loader.data.reader_rows
         samples = plan.samples[start * plan.batch_size:]
         lines = [f"{keys[i]} {reader_rows[i]}\n" for i in samples.tolist()]
@@ -355,25 +374,34 @@ class _EpochRun:
                                f"load_state_dict); iterate the new one")
         if self.finished:
             raise StopIteration
+        first = self.plan is None
+        if first:
+            self.loader._start(self)
+            if self.next_batch >= self.plan.num_batches:   # resumed after the last batch: nothing left
+                self.finish()
+                raise StopIteration
         try:
             while self.skip:
                 next(self.iterator)
                 self.skip -= 1
             batch = next(self.iterator)
         except StopIteration:
-            self.finished = True
-            self.close()
+            self.finish()
             raise
         index = self.next_batch
         self.next_batch += 1
         out = self.loader._convert(batch[0], self.plan, index)
-        if self.loader._retired is not None:
-            self.loader._retired.close()
-            self.loader._retired = None
+        if first:
+            self.loader._started(self)
         return out
 
     def __len__(self) -> int:
-        return self.plan.num_batches - self.next_batch
+        """Batches left in this epoch."""
+        return (self.loader._steps if self.plan is None else self.plan.num_batches) - self.next_batch
+
+    def finish(self) -> None:
+        # The pipeline is kept until the next epoch's first batch (see EpochLoader._started).
+        self.finished = True
 
     def close(self) -> None:
         self.iterator = self.pipeline = None

@@ -60,7 +60,7 @@ def relabel_targets(rows, rel_start, rel_end, *, bank: LabelBank | str | os.Path
     else:
         row = rows
     lookup_args = {"bank_memory": config.bank_memory} if device == "gpu" else {}
-    scores, classes, labels = fn.relabel.lookup(index=row, bank=str(bank.path), device=device, **lookup_args)
+    scores, classes, labels = fn.relabel.lookup(row=row, bank=str(bank.path), device=device, **lookup_args)
     targets = fn.relabel.label_pool(scores, classes, rel_start=rel_start, rel_end=rel_end, num_classes=num_classes,
                                     temperature=config.temperature, transpose_box=config.transpose_box,
                                     validate=validate, label_type=config.label_type, device=device)

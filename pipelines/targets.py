@@ -92,11 +92,11 @@ def _legacy(owner: str, config: TargetConfig, missing: str, deprecated: dict, ba
                                  f"{bank.num_samples}; use missing='onehot'")
             missing = "onehot"
     if deprecated:
+        config = split_settings(owner, deprecated, {"config": config}, stacklevel=5)["config"]  # unknown: TypeError
         names = [k for k in deprecated if k != "official_axes"]
         if names:
             _warn(owner, f"{', '.join(f'{k}=' for k in names)} one by one is deprecated: pass "
                          f"config=TargetConfig({', '.join(f'{k}=...' for k in names)})")
-        config = split_settings(owner, deprecated, {"config": config}, stacklevel=5)["config"]
     return config, missing
 
 

@@ -123,11 +123,11 @@ def _legacy(reader, bank, augment, target_config, missing, deprecated):
     if reader is None:
         raise TypeError("relabel_train_pipeline: reader= is required (e.g. FileReader(file_root, file_list=...))")
     if deprecated:
-        _warn(f"{', '.join(f'{k}=' for k in deprecated)} one by one are deprecated: pass augment=AugmentConfig(...) "
-              f"and target_config=TargetConfig(...)")
-        configs = split_settings("relabel_train_pipeline", deprecated,
+        configs = split_settings("relabel_train_pipeline", deprecated,   # (an unknown keyword: TypeError)
                                  {"augment": augment or AugmentConfig, "target_config": target_config or TargetConfig},
                                  stacklevel=6)
+        _warn(f"{', '.join(f'{k}=' for k in deprecated)} one by one are deprecated: pass augment=AugmentConfig(...) "
+              f"and target_config=TargetConfig(...)")
         augment, target_config = configs["augment"], configs["target_config"]
     return reader, augment or AugmentConfig(), target_config or TargetConfig(), missing
 

@@ -90,12 +90,13 @@ def _legacy(reader, bank, config, target_config, deprecated):
     if reader is None:
         raise TypeError("relabel_val_pipeline: reader= is required (e.g. FileReader(file_root, file_list=...))")
     if deprecated:
-        _warn(f"{', '.join(f'{k}=' for k in deprecated)} one by one are deprecated: pass config=EvalConfig(...)")
+        names = ", ".join(f"{k}=" for k in deprecated)
         resize = deprecated.pop("resize_shorter", None)
         if resize is not None:
             deprecated["crop_pct"] = deprecated.get("crop_size", (config or EvalConfig()).crop_size) / resize
         config = split_settings("relabel_val_pipeline", deprecated, {"config": config or EvalConfig},
-                                stacklevel=6)["config"]
+                                stacklevel=6)["config"]   # (an unknown keyword: TypeError)
+        _warn(f"{names} one by one are deprecated: pass config=EvalConfig(...)")
     return reader, config or EvalConfig(), target_config or TargetConfig()
 
 

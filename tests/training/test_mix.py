@@ -354,6 +354,14 @@ def test_with_the_loaders_cpu_outputs(demo):
     assert flips_seen == {0, 1}
 
 
+def test_for_loader_takes_the_loaders_bank_and_target_config(demo):
+    loader = ReLabelLoader(demo.images, demo.labels, 8, device="cpu", transpose_box=True, temperature=0.7,
+                           bank_memory="host", outputs=("images",))
+    mix = ReLabelMix.for_loader(loader)
+    assert mix.pooling.transpose_box and mix.pooling.bank_memory == "host" and mix.temperature == 0.7
+    assert mix.pooling.bank.path == loader.bank.path and mix.num_classes == loader.num_classes
+
+
 def test_loader_images_without_maps(demo, tmp_path):
     shutil.copytree(demo.images, tmp_path / "images")
     key = next(iter(demo.objects))
@@ -388,6 +396,21 @@ def test_loader_images_without_maps(demo, tmp_path):
 def test_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=r"ReLabelMix: " + message):
         ReLabelMix(**kwargs)
+
+
+def test_old_keyword_names_still_work(bank):
+    """official_axes= is transpose_box=, indices= is rows=: same results, with a DeprecationWarning each."""
+    images, targets, boxes, mirror = batch_inputs()
+    rows = torch.arange(len(CROPS))
+    new = ReLabelMix(bank=bank, transpose_box=True).apply(cutmix(PATCHES[0]), images, targets, boxes=boxes, rows=rows,
+                                                          mirror=mirror)[1]
+    with pytest.warns(DeprecationWarning, match="official_axes= is deprecated, use transpose_box="):
+        old_mix = ReLabelMix(bank=bank, official_axes=True)
+    with pytest.warns(DeprecationWarning, match="indices= is deprecated, use rows="):
+        old = old_mix.apply(cutmix(PATCHES[0]), images, targets, boxes=boxes, indices=rows, mirror=mirror)[1]
+    assert old_mix.pooling.transpose_box and torch.equal(new, old)
+    with pytest.raises(TypeError, match="got both rows and indices"), pytest.warns(DeprecationWarning):
+        old_mix(images, targets, boxes=boxes, rows=rows, indices=rows, mirror=mirror)
 
 
 def test_region_needs_the_loader_geometry(bank):

@@ -278,6 +278,11 @@ class EpochLoader:
         """The current epoch's DALI pipeline (None before the first ``iter()``), e.g. to inspect its graph."""
         return None if self._run is None else self._run.pipeline
 
+    def _check_graph(self) -> None:
+        """Defines (not builds) an epoch's pipeline once, at construction: what the graph refuses (e.g. GPU label
+        ops from a plugin built without CUDA) is reported by the constructor, not by the first batch."""
+        self._build_pipeline(os.devnull, 0, self._pipeline_names())
+
     def _pipeline_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.PIPELINE_OUTPUTS[o] for o in self.outputs if o in self.PIPELINE_OUTPUTS)) \
             or ("images",)

@@ -99,6 +99,7 @@ class ReLabelLoader(EpochLoader):
         self.images, self.store, self.num_classes = data.images, data.store, data.num_classes
         self.num_missing = data.num_missing
         self.bank = self.store.materialize(cache_dir=bank_dir)
+        self._check_graph()
 
     # What the targets are, for code that pools more of them (e.g. ReLabelMix.for_loader).
     @property

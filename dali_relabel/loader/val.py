@@ -76,6 +76,7 @@ class ReLabelValLoader(EpochLoader):
         self.images, self.store, self.num_classes = data.images, data.store, data.num_classes
         self.num_missing = data.num_missing
         self.bank = None if self.store is None else self.store.materialize(cache_dir=bank_dir)
+        self._check_graph()
         rest = len(data) % (self.num_shards * self.batch_size)
         if 0 < rest < self.num_shards:
             warnings.warn(f"ReLabelValLoader: {len(data)} images over {self.num_shards} ranks × batch_size "

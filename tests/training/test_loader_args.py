@@ -167,3 +167,25 @@ def test_old_names_still_work_with_a_deprecation_warning(small_demo):
         assert old.official_axes is True
     a, b = on_cpu(next(iter(new))), on_cpu(next(iter(old)))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_graph_errors_surface_at_construction(small_demo, monkeypatch):
+    """The first epoch's pipeline is only built on the first next(), but its graph is defined by the constructor:
+    e.g. GPU label ops from a plugin built without CUDA fail there, with the plugin's message."""
+    from nvidia.dali import fn
+
+    import dali_relabel
+
+    dali_relabel.load_plugin()
+    lookup = fn.relabel.lookup
+
+    def no_cuda_lookup(*args, **kwargs):
+        if kwargs.get("device") == "gpu":
+            raise RuntimeError("the dali_relabel plugin was built without its CUDA backend")
+        return lookup(*args, **kwargs)
+
+    monkeypatch.setattr(fn.relabel, "lookup", no_cuda_lookup)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match="built without its CUDA backend"):
+        ReLabelLoader(small_demo.images, small_demo.labels, 4, device="gpu", device_id=0, seed=0)

@@ -20,6 +20,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 import weakref
 from pathlib import Path
 from typing import Sequence
@@ -140,8 +141,6 @@ class EpochLoader:
         outputs = tuple(outputs)
         for old, new in self.RENAMED_OUTPUTS.items():
             if old in outputs:
-                import warnings
-
                 warnings.warn(f"{self.OWNER}: the {old!r} output is now called {new!r} (same values)",
                               DeprecationWarning, stacklevel=4)
                 outputs = tuple(new if o == old else o for o in outputs)

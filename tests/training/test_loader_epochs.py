@@ -150,3 +150,47 @@ def test_state_of_another_loader_is_refused(small_demo):
         train_loader(small_demo, batch_size=6).load_state_dict(state)
     with pytest.raises(ValueError, match="not a loader state"):
         train_loader(small_demo).load_state_dict({"epoch": 1})
+
+
+def _ddp_worker(rank, world, port, images, labels, out):
+    import json
+    import warnings
+
+    import torch.distributed as dist
+
+    from dali_relabel import ReLabelLoader
+
+    warnings.simplefilter("ignore")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(rank)    # different global generators: the seed must still be the same on both ranks
+    ld = ReLabelLoader(images, labels, 4, device="cpu", seed=None, num_threads=1, outputs=("keys",))
+    result = {"seed": ld.seed, "shard": [ld.shard_id, ld.num_shards], "len": len(ld),
+              "epochs": [[k for keys in ld for k in keys] for _ in range(2)]}
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump(result, f)
+    dist.destroy_process_group()
+
+
+def test_under_torch_distributed_ranks_share_the_seed_and_partition_epochs(small_demo, tmp_path):
+    """Two gloo ranks, seed=None: rank 0's drawn seed is used by both, the shards come from the process group,
+    each epoch is partitioned, and each rank's stream is the one its (seed, rank) gives."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "rank")
+    mp.spawn(_ddp_worker, args=(2, port, str(small_demo.images), str(small_demo.labels), out), nprocs=2, join=True)
+    ranks = [json.loads(open(f"{out}.{r}").read()) for r in range(2)]
+    assert ranks[0]["seed"] == ranks[1]["seed"] and [r["shard"] for r in ranks] == [[0, 2], [1, 2]]
+    assert ranks[0]["len"] == ranks[1]["len"] == 3
+    for epoch in range(2):
+        keys = ranks[0]["epochs"][epoch] + ranks[1]["epochs"][epoch]
+        assert Counter(keys) == Counter(list(small_demo.objects))
+    for r in range(2):   # reproduced in this process from (seed, rank) alone
+        again = train_loader(small_demo, batch_size=4, seed=ranks[0]["seed"], shard_id=r, num_shards=2,
+                             outputs=("keys",))
+        assert [[k for keys in again for k in keys] for _ in range(2)] == ranks[r]["epochs"]

@@ -1,4 +1,4 @@
-"""ReLabel targets inside a DALI pipeline: store row → label map (fn.relabel.lookup) → soft target (fn.relabel.label_pool)."""
+"""ReLabel targets inside a DALI pipeline: store row → label map (fn.relabel.lookup) → soft target (label_pool)."""
 
 from __future__ import annotations
 

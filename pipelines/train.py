@@ -7,7 +7,7 @@ import warnings
 
 from nvidia.dali import fn, pipeline_def, types
 
-from dali_relabel.config import AugmentConfig, TargetConfig, split_settings
+from dali_relabel.config import AugmentConfig, TargetConfig, check_choice, split_settings
 from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
 from dali_relabel.ops import load_plugin
 from dali_relabel.store.bank import LabelBank
@@ -61,6 +61,7 @@ def relabel_train_pipeline(*, reader: FileReader | None = None, bank: LabelBank 
             ``missing_from``, and the configs' fields one by one: ``crop_size``, ``area``, ...), each with a
             DeprecationWarning.
     """
+    check_choice("device", device, ("gpu", "cpu"))
     pipeline_args, deprecated = split_pipeline_args(kwargs)
     reader, augment, target_config, missing = _legacy(reader, bank, augment, target_config, missing, deprecated)
     unknown = set(outputs) - set(TRAIN_OUTPUTS)

@@ -7,7 +7,7 @@ import warnings
 
 from nvidia.dali import fn, pipeline_def
 
-from dali_relabel.config import EvalConfig, TargetConfig, split_settings
+from dali_relabel.config import EvalConfig, TargetConfig, check_choice, split_settings
 from dali_relabel.ops import load_plugin
 from dali_relabel.store.bank import LabelBank
 
@@ -39,10 +39,11 @@ def relabel_val_pipeline(*, reader: FileReader | None = None, bank: LabelBank | 
         missing: "error" or "onehot" (with a bank; see ``relabel_targets``).
         check_images: fail on truncated/garbage files naming them (``fn.relabel.check_image``).
         kwargs: the pipeline's own arguments (``batch_size``, ``num_threads``, ``device_id``, ... of
-            ``nvidia.dali.Pipeline``), and the old flat keywords (``file_root``, ``file_list``, ``shard_id``, ``num_shards``,
-            ``reader_name``, ``num_classes``; ``resize_shorter`` (→ ``crop_pct = crop_size / resize_shorter``),
-            ``crop_size``, ``mean``, ``std``, ``dtype``), each with a DeprecationWarning.
+            ``nvidia.dali.Pipeline``), and the old flat keywords (``file_root``, ``file_list``, ``shard_id``,
+            ``num_shards``, ``reader_name``, ``num_classes``; ``resize_shorter`` (→ ``crop_pct = crop_size /
+            resize_shorter``), ``crop_size``, ``mean``, ``std``, ``dtype``), each with a DeprecationWarning.
     """
+    check_choice("device", device, ("gpu", "cpu"))
     pipeline_args, deprecated = split_pipeline_args(kwargs)
     reader, config, target_config = _legacy(reader, bank, config, target_config, deprecated)
     unknown = set(outputs) - set(VAL_OUTPUTS)

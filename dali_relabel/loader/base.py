@@ -9,20 +9,18 @@ gets this rank's file list for the epoch in order, and the random generators a s
 * Crops and flips of batch ``j`` depend only on that seed and ``j`` (DALI's generators are counter-based and
   re-derive every batch from the batch index), so a resumed epoch starts its pipeline at batch ``j`` by
   reading, for the ``j`` batches before it, a tiny placeholder image instead of the real ones: the generators
-  advance exactly as in the uninterrupted run, and the skipped batches cost a fraction of real ones.
+  advance exactly as in the uninterrupted run, and the skipped batches cost a fraction of real ones
+  (:mod:`.epoch_run`).
 * ``len(loader)`` is exact and the same on every rank (see ``epochs.steps_per_epoch``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sys
-import tempfile
 import warnings
 import weakref
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -30,8 +28,8 @@ import torch
 
 from ..config import ImageConfig, check_bool, check_choice, check_int
 from ..distributed import process_ranks
-from ..fs import cache_root
 from .dataset import LabeledImages
+from .epoch_run import EpochRun
 from .epochs import AUGMENT_STREAM, LAST_BATCH, EpochPlan, derive_seed, plan_epoch, steps_per_epoch
 
 DEVICES = ("auto", "gpu", "cpu")
@@ -72,20 +70,6 @@ def resolve_seed(owner: str, seed: int | None, world_size: int) -> int:
         dist.broadcast_object_list(box, src=0)
         drawn = int(box[0])
     return drawn
-
-
-def skip_image() -> Path:
-    """A tiny JPEG that stands in for the images of skipped batches when an epoch resumes half-way."""
-    path = cache_root() / "loader" / "skip-16x16.jpg"
-    if not path.is_file():
-        from PIL import Image
-
-        from ..fs import atomic_write_bytes
-
-        buf = io.BytesIO()
-        Image.new("RGB", (16, 16), (124, 116, 104)).save(buf, format="JPEG", quality=90)
-        atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 class EpochLoader:
@@ -131,8 +115,8 @@ class EpochLoader:
             raise ValueError(f"{owner}: last_batch='drop' with {len(data)} images, batch_size={self.batch_size} and "
                              f"{self.num_shards} ranks leaves no full batch: an epoch would be empty")
         self._next = (0, 0)             # (epoch, batch) the next iter() starts at
-        self._run: _EpochRun | None = None     # the latest iterator
-        self._done: list[_EpochRun] = []        # runs whose pipelines are still held (see _started)
+        self._run: EpochRun | None = None     # the latest iterator
+        self._done: list[EpochRun] = []        # runs whose pipelines are still held (see _started)
         self._digest: str | None = None
 
     def _check_outputs(self, outputs: Sequence[str]) -> tuple[str, ...]:
@@ -156,22 +140,22 @@ class EpochLoader:
         """Batches per epoch on this rank (the same on every rank)."""
         return self._steps
 
-    def __iter__(self) -> _EpochRun:
+    def __iter__(self) -> EpochRun:
         """An iterator over the next epoch: a fresh, complete one, also after a break or an exception in the
         previous one. The epoch is taken when the first batch is asked for (code that only checks that the loader
         is iterable, as Lightning does, consumes nothing)."""
         if self._run is not None:
             self._run.superseded = True
-        self._run = _EpochRun(self)
+        self._run = EpochRun(self)
         return self._run
 
-    def _start(self, run: _EpochRun) -> None:
+    def _start(self, run: EpochRun) -> None:
         """Called by ``run`` on its first ``next()``: takes the next epoch and builds its pipeline."""
         epoch, start = self._next
         self._next = (epoch + 1, 0)
         run.begin(self.plan(epoch), start)
 
-    def _started(self, run: _EpochRun) -> None:
+    def _started(self, run: EpochRun) -> None:
         """Called by ``run`` once its first batch is out: the previous epoch's pipeline is dropped only now, so
         that on the GPU the label bank's device copy (shared by the pipelines alive in the process) stays."""
         for other in self._done:
@@ -335,80 +319,4 @@ class _EpochSetter:
         self._loader.set_epoch(epoch)
 
 
-class _EpochRun:
-    """One epoch's iteration: its plan, its pipeline and DALI iterator, and how far it got."""
-
-    def __init__(self, loader: EpochLoader):
-        self.loader = loader
-        self.plan: EpochPlan | None = None      # set by begin(), on the first next()
-        self.pipeline = self.iterator = None
-        self.next_batch = self.skip = 0
-        self.finished = self.superseded = False
-
-    def begin(self, plan: EpochPlan, start: int) -> None:
-        """Builds the pipeline that reads ``plan`` from batch ``start`` on."""
-        from nvidia.dali.plugin.base_iterator import LastBatchPolicy
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
-        loader = self.loader
-        self.plan, self.next_batch = plan, start
-        keys, reader_rows = loader.data.keys, loader.data.reader_rows
-        samples = plan.samples[start * plan.batch_size:]
-        lines = [f"{keys[i]} {reader_rows[i]}\n" for i in samples.tolist()]
-        if start and loader.RANDOM:
-            # Replay the generators through `start` batches of a placeholder image (see the module).
-            self.skip = start
-            placeholder = os.path.relpath(skip_image(), loader.data.images.root)
-            lines = [f"{placeholder} {int(reader_rows[0])}\n"] * (start * plan.batch_size) + lines
-        names = loader._pipeline_names()
-        with tempfile.TemporaryDirectory(prefix="dali_relabel-epoch-") as tmp:
-            file_list = Path(tmp) / "files.txt"   # read when the pipeline is built
-            file_list.write_text("".join(lines))
-            self.pipeline = loader._build_pipeline(str(file_list), plan.epoch, names)
-            self.pipeline.build()
-        self.iterator = DALIGenericIterator(self.pipeline, list(names), reader_name="Reader",
-                                            last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self.superseded:
-            raise RuntimeError(f"{self.loader.OWNER}: this iterator was replaced by a newer iter(loader) (or "
-                               f"load_state_dict); iterate the new one")
-        if self.finished:
-            raise StopIteration
-        first = self.plan is None
-        if first:
-            self.loader._start(self)
-            if self.next_batch >= self.plan.num_batches:   # resumed after the last batch: nothing left
-                self.finish()
-                raise StopIteration
-        try:
-            while self.skip:
-                next(self.iterator)
-                self.skip -= 1
-            batch = next(self.iterator)
-        except StopIteration:
-            self.finish()
-            raise
-        index = self.next_batch
-        self.next_batch += 1
-        out = self.loader._convert(batch[0], self.plan, index)
-        if first:
-            self.loader._started(self)
-        return out
-
-    def __len__(self) -> int:
-        """Batches left in this epoch."""
-        return (self.loader._steps if self.plan is None else self.plan.num_batches) - self.next_batch
-
-    def finish(self) -> None:
-        # The pipeline is kept until the next epoch's first batch (see EpochLoader._started).
-        self.finished = True
-
-    def close(self) -> None:
-        self.iterator = self.pipeline = None
-
-
-__all__ = ["DEVICES", "EpochLoader", "resolve_device", "resolve_seed", "skip_image"]
+__all__ = ["DEVICES", "EpochLoader", "resolve_device", "resolve_seed"]

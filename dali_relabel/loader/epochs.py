@@ -33,7 +33,7 @@ ORDER_STREAM, AUGMENT_STREAM = 0, 1
 
 
 def derive_seed(seed: int, *keys: int) -> int:
-    """A 31-bit seed derived from ``seed`` and ``keys`` (numpy's SeedSequence: well mixed, no collisions in practice)."""
+    """A 31-bit seed derived from ``seed`` and ``keys`` (numpy's SeedSequence: well mixed streams)."""
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint32)[0] & 0x7FFFFFFF)
 
 

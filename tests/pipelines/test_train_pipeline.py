@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import pipeline_def
 from reference import slow_label_pool
 
 from dali_relabel import LabelStore

@@ -86,8 +86,8 @@ def test_each_image_once_per_epoch_over_the_ranks(small_demo, device, world, bat
             ranks = [val_loader(small_demo, device, batch, shard_id=r, num_shards=world,
                                 outputs=("labels", "keys", "valid")) for r in range(world)]
     else:
-        ranks = [val_loader(small_demo, device, batch, shard_id=r, num_shards=world, outputs=("labels", "keys", "valid"))
-                 for r in range(world)]
+        ranks = [val_loader(small_demo, device, batch, shard_id=r, num_shards=world,
+                            outputs=("labels", "keys", "valid")) for r in range(world)]
     assert len({len(ld) for ld in ranks}) == 1 and ranks[0].num_samples == 24
     for _ in range(2):
         counted, real_per_batch = Counter(), []

@@ -5,9 +5,10 @@ rank)), and resumes an epoch at batch ``b`` by replaying the generators through 
 placeholder image. This measures, on the loader benchmark's data (500x375 JPEGs, crops to 224):
 
   batch            seconds per batch in the steady state (the unit of the other figures)
-  epoch_start      iter() → first batch after a complete epoch (a new pipeline: build + first batch);
-                   reference: the same for a persistent DALI pipeline whose reader reshuffles itself (the
-                   loader's design before the contract: no rebuild, but no control of order, break or resume)
+  epoch_start      iter() → first batch after a complete epoch (a new pipeline, built while the previous
+                   epoch yielded its last batch); reference: the same for a persistent DALI pipeline whose
+                   reader reshuffles itself (the loader's design before the contract: no rebuild, but no
+                   control of order, break or resume)
   break_restart    iter() → first batch after a break 10 batches into an epoch (drops the old pipeline
                    with its prefetched batches, builds the next epoch's)
   resume(b)        new loader + load_state_dict(state after batch b - 1) → first batch, for b at 0, 1/4,
@@ -96,13 +97,18 @@ def persistent_epoch_start(data, args) -> float:
     pipe.build()
     it = DALIGenericIterator(pipe, ["images", "labels"], reader_name="Reader",
                              last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True)
+    def drain():  # to the end of the epoch (next() only: iter() on a DALI iterator mid-epoch warns)
+        while True:
+            try:
+                next(it)
+            except StopIteration:
+                return   # the iterator resets itself for the next epoch
+
     samples = []
-    for _ in it:   # warm-up epoch (the iterator resets itself at its end)
-        pass
+    drain()   # warm-up epoch
     for _ in range(args.repeats):
         samples.append(first_batch_seconds(it, args))
-        for _ in it:
-            pass
+        drain()
     return statistics.median(samples)
 
 

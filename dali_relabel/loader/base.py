@@ -117,6 +117,7 @@ class EpochLoader:
         self._next = (0, 0)             # (epoch, batch) the next iter() starts at
         self._run: EpochRun | None = None     # the latest iterator
         self._done: list[EpochRun] = []        # runs whose pipelines are still held (see _started)
+        self._ahead: EpochRun | None = None      # the next epoch's, built during this one's last batch
         self._digest: str | None = None
 
     def _check_outputs(self, outputs: Sequence[str]) -> tuple[str, ...]:
@@ -150,10 +151,25 @@ class EpochLoader:
         return self._run
 
     def _start(self, run: EpochRun) -> None:
-        """Called by ``run`` on its first ``next()``: takes the next epoch and builds its pipeline."""
+        """Called by ``run`` on its first ``next()``: takes the next epoch and builds its pipeline (or adopts the
+        one built ahead for it)."""
         epoch, start = self._next
         self._next = (epoch + 1, 0)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.plan.epoch == epoch and ahead.next_batch == start:
+            run.adopt(ahead)
+            return
+        if ahead is not None:      # built for a position that set_epoch / load_state_dict changed since
+            ahead.close()
         run.begin(self.plan(epoch), start)
+
+    def _build_ahead(self) -> None:
+        """Called as an epoch yields its last batch: builds the next epoch's pipeline now, so that its first
+        batches decode while the training step runs, as a persistent pipeline's would."""
+        if self._ahead is None:
+            epoch, start = self._next
+            self._ahead = EpochRun(self)
+            self._ahead.begin(self.plan(epoch), start)
 
     def _started(self, run: EpochRun) -> None:
         """Called by ``run`` once its first batch is out: the previous epoch's pipeline is dropped only now, so
@@ -303,10 +319,10 @@ class EpochLoader:
 
     def close(self) -> None:
         """Releases the pipelines now (they are also released when the loader is garbage-collected)."""
-        for run in [self._run, *self._done]:
+        for run in [self._run, self._ahead, *self._done]:
             if run is not None:
                 run.close()
-        self._run, self._done = None, []
+        self._run, self._ahead, self._done = None, None, []
 
 
 class _EpochSetter:

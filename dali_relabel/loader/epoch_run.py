@@ -70,6 +70,12 @@ class EpochRun:
         self.iterator = DALIGenericIterator(self.pipeline, list(names), reader_name="Reader",
                                             last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
 
+    def adopt(self, other: EpochRun) -> None:
+        """Takes over the pipeline ``other`` began (built ahead for this epoch)."""
+        self.plan, self.pipeline, self.iterator = other.plan, other.pipeline, other.iterator
+        self.next_batch, self.skip = other.next_batch, other.skip
+        other.plan = other.pipeline = other.iterator = None
+
     def __iter__(self):
         return self
 
@@ -98,6 +104,8 @@ class EpochRun:
         out = self.loader._convert(batch[0], self.plan, index)
         if first:
             self.loader._started(self)
+        if self.next_batch == self.plan.num_batches:
+            self.loader._build_ahead()
         return out
 
     def __len__(self) -> int:

@@ -1,15 +1,18 @@
-"""``fn.relabel.<op>`` while only the CPU library is loaded: GPU use loads the CUDA library first.
+"""GPU use of an operator while only the CPU library is loaded: load the CUDA library first.
 
-DALI puts its generated functions into ``fn.relabel`` when a library loads. While the CUDA library is not
-loaded, :func:`guard` replaces each by a thin wrapper that, when a call asks for the GPU (``device="gpu"``
-or ``"mixed"``, or a GPU input: DALI's own device choice), first calls ``load_plugin(cuda=True)``, which
-compiles the CUDA library (once, cached) and loads it, or raises :class:`BuildError` saying how to get nvcc.
-Loading the CUDA library calls :func:`unguard`, which puts DALI's functions back, so where it is loaded (a
-machine with a visible GPU and nvcc, after first use) ``fn.relabel`` holds DALI's functions untouched.
+Every ``fn.relabel.<op>(...)`` call instantiates the operator's class, ``ops.relabel.<Op>(device=..., ...)``,
+with the device DALI decided (``device="gpu"``/``"mixed"`` given, or GPU inputs); the class API does the same
+directly. While the CUDA library is not loaded, :func:`guard` wraps the constructor of each operator that has
+a GPU backend (a ``DALI_REGISTER_OPERATOR(..., GPU)`` in a ``.cu`` file) so that a GPU instance first calls
+``load_plugin(cuda=True)``, which compiles the CUDA library (once, cached) and loads it, or raises
+:class:`~dali_relabel.ops.toolchain.BuildError` saying how to get nvcc. Loading the CUDA library calls
+:func:`unguard`, which puts DALI's constructor back.
 
-Only the functional API is guarded: the class API (``ops.relabel.LabelPool(device="gpu")``) reports DALI's
-own error, and dynamic mode (``ndd.relabel``) is left alone because DALI inspects its caller's frame there;
-both load the CUDA library with ``dali_relabel.load_plugin(cuda=True)``.
+The constructor is the one place that sees DALI's own device decision for both APIs, and a wrapper there
+adds no frame to the call stack DALI records for its error messages (that stack ends at the
+``fn.relabel.<op>`` call). ``fn.relabel`` keeps DALI's functions untouched. Dynamic mode (``ndd.relabel``)
+has its own operator classes and is not guarded: GPU use there needs ``load_plugin(cuda=True)`` first on a
+machine without a visible GPU (``BankPooling`` does this).
 """
 
 from __future__ import annotations
@@ -18,54 +21,48 @@ import functools
 import types
 from typing import Callable
 
+from .sources import SCHEMA_PREFIX, gpu_operator_classes
+
 _ORIGINAL = "__dali_relabel_original__"
+GPU_DEVICES = ("gpu", "mixed")
 
 
-def wants_gpu(inputs: tuple, kwargs: dict) -> bool:
-    """Whether DALI will instantiate the operator on the GPU: an explicit device, else any GPU input."""
-    device = kwargs.get("device")
-    if device is not None:
-        return str(device) in ("gpu", "mixed")
-    for x in inputs:
-        for item in (x if isinstance(x, (list, tuple)) else (x,)):
-            if getattr(item, "device", None) == "gpu":
-                return True
-    return False
+def _guarded_classes(namespace: types.ModuleType) -> dict[str, type]:
+    """The operator classes in ``namespace`` (``ops.relabel``) that have a GPU backend."""
+    names = set(gpu_operator_classes())
+    return {name: cls for name, cls in vars(namespace).items()
+            if name in names and isinstance(cls, type) and getattr(cls, "schema_name", "") == SCHEMA_PREFIX + name}
 
 
-def _guarded(op: Callable, load_cuda: Callable[[], object]) -> Callable:
-    @functools.wraps(op)
-    def relabel_op(*inputs, **kwargs):
-        if wants_gpu(inputs, kwargs):
+def _guarded_init(init: Callable, load_cuda: Callable[[], object]) -> Callable:
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if str(kwargs.get("device", "cpu")) in GPU_DEVICES:
             load_cuda()
-        return op(*inputs, **kwargs)
+        init(self, *args, **kwargs)
 
-    setattr(relabel_op, _ORIGINAL, op)
-    return relabel_op
-
-
-def _operators(namespace: types.ModuleType) -> dict[str, Callable]:
-    # DALI's generated functions carry their schema name.
-    return {name: value for name, value in vars(namespace).items()
-            if not name.startswith("_") and hasattr(value, "_schema_name")}
+    setattr(__init__, _ORIGINAL, init)
+    return __init__
 
 
 def guard(namespace: types.ModuleType, load_cuda: Callable[[], object]) -> None:
-    """Wraps every DALI function in ``namespace`` (``fn.relabel``) so that GPU use calls ``load_cuda`` first."""
-    for name, op in _operators(namespace).items():
-        if not hasattr(op, _ORIGINAL):
-            setattr(namespace, name, _guarded(op, load_cuda))
+    """Makes a GPU instance of each operator class in ``namespace`` call ``load_cuda`` first."""
+    for cls in _guarded_classes(namespace).values():
+        init = cls.__dict__.get("__init__")
+        if init is not None and not hasattr(init, _ORIGINAL):
+            cls.__init__ = _guarded_init(init, load_cuda)
 
 
 def unguard(namespace: types.ModuleType) -> None:
-    """Puts DALI's own functions back."""
-    for name, op in _operators(namespace).items():
-        if hasattr(op, _ORIGINAL):
-            setattr(namespace, name, getattr(op, _ORIGINAL))
+    """Puts DALI's constructors back."""
+    for cls in _guarded_classes(namespace).values():
+        init = cls.__dict__.get("__init__")
+        if init is not None and hasattr(init, _ORIGINAL):
+            cls.__init__ = getattr(init, _ORIGINAL)
 
 
-def is_guarded(op: Callable) -> bool:
-    return hasattr(op, _ORIGINAL)
+def is_guarded(cls: type) -> bool:
+    return hasattr(cls.__dict__.get("__init__"), _ORIGINAL)
 
 
-__all__ = ["guard", "is_guarded", "unguard", "wants_gpu"]
+__all__ = ["guard", "is_guarded", "unguard"]

@@ -104,14 +104,14 @@ def _load(cuda: bool | None, verbose: bool) -> None:
 
 
 def _after_load(plugin: BuiltPlugin) -> None:
-    from nvidia.dali import fn
+    from nvidia.dali import ops
 
     from . import gpu_guard
 
     if plugin.with_cuda:
-        gpu_guard.unguard(fn.relabel)
+        gpu_guard.unguard(ops.relabel)
     else:
-        gpu_guard.guard(fn.relabel, load_cuda=lambda: load_plugin(cuda=True))
+        gpu_guard.guard(ops.relabel, load_cuda=lambda: load_plugin(cuda=True))
     ndd = sys.modules.get("nvidia.dali.experimental.dynamic")
     if ndd is not None:
         try:

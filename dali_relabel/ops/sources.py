@@ -42,9 +42,19 @@ def operator_classes() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+@functools.cache
+def gpu_operator_classes() -> tuple[str, ...]:
+    """The operators with a GPU backend: a ``DALI_REGISTER_OPERATOR(relabel__X, ..., GPU)`` in a ``.cu`` file."""
+    names = set()
+    for path in sources()[1]:
+        names.update(re.findall(r"DALI_REGISTER_OPERATOR\(\s*" + SCHEMA_PREFIX + r"(\w+)\s*,[^;]*\bGPU\s*\)",
+                                path.read_text()))
+    return tuple(sorted(names))
+
+
 def operator_functions() -> tuple[str, ...]:
     """The operators' functional names (``label_pool``, ...): ``fn.relabel.<name>``, ``ndd.relabel.<name>``."""
     return tuple(snake_case(n) for n in operator_classes())
 
 
-__all__ = ["CSRC", "SCHEMA_PREFIX", "operator_classes", "operator_functions", "snake_case", "sources"]
+__all__ = ["CSRC", "SCHEMA_PREFIX", "gpu_operator_classes", "operator_classes", "operator_functions", "snake_case", "sources"]

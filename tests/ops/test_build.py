@@ -86,6 +86,7 @@ def test_operator_names_come_from_the_schemas():
     from nvidia.dali import backend
 
     assert sources.operator_classes() == ("CheckImage", "LabelPool", "Lookup")
+    assert sources.gpu_operator_classes() == ("LabelPool", "Lookup")
     registered = sorted(n[len("relabel__"):] for n in backend.RegisteredCPUOps() if n.startswith("relabel__"))
     assert list(sources.operator_classes()) == registered
     from nvidia.dali import fn
@@ -142,7 +143,7 @@ def test_concurrent_cpu_only_first_builds_share_one_intact_cache(tmp_path):
 EVERY_ARCH_CHILD = textwrap.dedent("""
     import json, sys
     import dali_relabel
-    from nvidia.dali import backend, fn
+    from nvidia.dali import backend, ops
     from dali_relabel.ops.gpu_guard import is_guarded
 
     plugin = dali_relabel.load_plugin(cuda=True)
@@ -152,7 +153,7 @@ EVERY_ARCH_CHILD = textwrap.dedent("""
     assert gpu_ops == ["relabel__LabelPool", "relabel__Lookup"], gpu_ops
     for op in gpu_ops:
         assert sorted(backend.GetSchema(op).GetSupportedBackends()) == ["cpu", "gpu"], op
-    assert not is_guarded(fn.relabel.label_pool)   # with the CUDA library loaded, fn.relabel is DALI's own
+    assert not is_guarded(ops.relabel.LabelPool)   # with the CUDA library loaded, DALI's own constructors
     print(json.dumps({"cpu": str(plugin.cpu.path), "cuda": str(plugin.cuda.path)}))
 """)
 

@@ -60,7 +60,7 @@ import inspect
 import nvidia.dali.fn.relabel as by_import
 assert by_import is fn.relabel and sys.modules["nvidia.dali.fn.relabel"] is fn.relabel
 op = fn.relabel.label_pool
-assert getattr(op, "__wrapped__", op).__module__ == "nvidia.dali.fn.relabel", op.__module__
+assert op.__module__ == "nvidia.dali.fn.relabel" and not hasattr(op, "__wrapped__"), op.__module__
 assert "num_classes" in inspect.signature(op).parameters and "label_type" in op.__doc__
 from nvidia.dali import ops
 assert ops.relabel.LabelPool.__module__ == "nvidia.dali.ops.relabel" and callable(fn.relabel.lookup)
@@ -162,7 +162,7 @@ def test_a_changed_private_call_is_reported_by_name():
 
 
 GPU_USE = """
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import fn, ops, pipeline_def
 import dali_relabel
 from dali_relabel.ops.gpu_guard import is_guarded
 
@@ -177,20 +177,23 @@ def test_gpu_use_without_nvcc_fails_with_instructions():
     """No GPU visible, no nvcc: the CPU operators work; a GPU operator raises BuildError saying how to get nvcc."""
     stderr = run(GPU_USE + RUN_LABEL_POOL + """
 plugin = dali_relabel.loaded_plugin()
-assert not plugin.with_cuda and is_guarded(fn.relabel.label_pool)
+assert not plugin.with_cuda and is_guarded(ops.relabel.LabelPool) and is_guarded(ops.relabel.Lookup)
+assert not is_guarded(ops.relabel.CheckImage)  # no GPU backend: DALI's own error
 try:
     gpu_pipe()
 except dali_relabel.BuildError as e:
     print("GPU-ERROR:", e, flush=True)
 else:
     raise AssertionError("GPU use did not fail")
-for explicit in ({"device": "gpu"}, {"device": "mixed"}):
+for make in (lambda: fn.relabel.lookup(index=0, bank="/nonexistent", device="gpu"),
+             lambda: ops.relabel.LabelPool(device="gpu", num_classes=2),
+             lambda: ops.relabel.Lookup(device="mixed", bank="/nonexistent")):
     try:
-        fn.relabel.lookup(index=0, bank="/nonexistent", **explicit)
+        make()
     except dali_relabel.BuildError:
         pass
     else:
-        raise AssertionError(explicit)
+        raise AssertionError("GPU use did not fail")
 import sys
 print("GPU-ERROR-DONE", file=sys.stderr)
 """, DALI_RELABEL_NVCC="none")
@@ -230,13 +233,29 @@ else:
                         "cannot be built: DALI_RELABEL_NVCC=none disables it.") == 1, stderr
 
 
-def test_gpu_guard_decides_the_device_as_dali_does():
-    from types import SimpleNamespace as Node
+def test_operator_errors_point_at_the_users_line():
+    """DALI reports an operator's runtime error with the stack where it was used: no dali_relabel frame in it."""
+    stderr = run(GPU_USE + """
+import numpy as np, sys
 
-    from dali_relabel.ops.gpu_guard import wants_gpu
+@pipeline_def(batch_size=1, num_threads=1, device_id=None)
+def pipe():
+    s = fn.external_source(lambda: [np.ones((2, 2, 1), np.float32)], batch=True)
+    c = fn.external_source(lambda: [np.full((2, 2, 1), 7, np.int32)], batch=True)
+    return fn.relabel.label_pool(s, c, rel_start=[0.0, 0.0], rel_end=[1.0, 1.0], num_classes=2)
 
-    cpu, gpu = Node(device="cpu"), Node(device="gpu")
-    assert not wants_gpu((cpu, cpu), {}) and not wants_gpu((), {"index": gpu})  # argument inputs are CPU
-    assert wants_gpu((cpu, gpu), {}) and wants_gpu(([cpu, gpu],), {})
-    assert wants_gpu((cpu,), {"device": "gpu"}) and wants_gpu((), {"device": "mixed"})
-    assert not wants_gpu((gpu,), {"device": "cpu"})
+p = pipe()
+p.build()
+assert is_guarded(ops.relabel.LabelPool)  # the CPU-only state, where GPU use is guarded
+try:
+    p.run()
+except ValueError as e:  # DALI raises the operator's std::invalid_argument as ValueError
+    print(e, file=sys.stderr)
+else:
+    raise AssertionError("no error")
+""", DALI_RELABEL_NVCC="none")
+    trace = stderr[stderr.index("which was used in the pipeline definition"):stderr.index("encountered:")]
+    import re
+
+    assert re.findall(r'File "([^"]+)", line \d+, in (\w+)', trace) == [("<string>", "pipe")], trace
+    assert "sample 0: class index 7 at (row 0, col 0, k 0) is outside [0, num_classes=2)" in stderr

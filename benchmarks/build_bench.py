@@ -13,7 +13,9 @@ repeats:
 * ``load_cached``: ``load_plugin()`` in a new process when everything is cached (toolchain detection, cache key,
   dlopen, DALI's op module refresh), and ``load_cached_cuda`` the same with the CUDA library.
 
-Compile times depend on the cores and on what else runs: the load average is recorded before and after.
+Compile times depend on the cores and on what else runs: the load average is recorded before and after, and
+each build's compiler CPU seconds (user + system of the compilers and linkers) are reported next to its wall time:
+on a busy machine they are the steadier figure (wall ≈ CPU seconds / the cores the build could use).
 
     .venv/bin/python benchmarks/build_bench.py [--repeats 3] [--cuda-repeats 1] [--quick]
 """
@@ -33,12 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, write_result  # noqa: E402
 
 TIME_CHILD = """
-import sys, time, json
+import sys, time, json, resource
 {pre}
 t0 = time.perf_counter()
 {setup}
 t1 = time.perf_counter()
-print(json.dumps({{"seconds": t1 - t0, "dali_imported": "nvidia.dali" in sys.modules}}))
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # the compilers and linkers this process waited for
+print(json.dumps({{"seconds": t1 - t0, "compiler_cpu_seconds": ru.ru_utime + ru.ru_stime,
+                  "dali_imported": "nvidia.dali" in sys.modules}}))
 """
 
 
@@ -53,8 +57,8 @@ def child(setup: str, env: dict, pre: str = "import nvidia.dali") -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def median_of(samples: list[dict]) -> float:
-    return statistics.median(s["seconds"] for s in samples)
+def median_of(samples: list[dict], key: str = "seconds") -> float:
+    return statistics.median(s[key] for s in samples)
 
 
 def main() -> None:
@@ -82,6 +86,7 @@ def main() -> None:
             samples["cpu"].append(child(cpu_build, cache))
         warm = {"DALI_RELABEL_CACHE": f"{tmp}/cpu0"}
         results["cpu"] = median_of(samples["cpu"])
+        results["cpu_compiler_cpu_seconds"] = median_of(samples["cpu"], "compiler_cpu_seconds")
         results["load_cached"] = median_of([child("import dali_relabel; dali_relabel.load_plugin(cuda=False)", warm)
                                             for _ in range(max(5, args.repeats))])
         if not args.quick:
@@ -90,8 +95,9 @@ def main() -> None:
                     cache = f"{tmp}/cuda{i}-{name}"
                     child(cpu_build, {"DALI_RELABEL_CACHE": cache})  # the CPU library first, not timed
                     samples[name].append(child(cuda_build.format(archs=archs), {"DALI_RELABEL_CACHE": cache}))
-            results["cuda_one_arch"] = median_of(samples["cuda_one_arch"])
-            results["cuda_all_archs"] = median_of(samples["cuda_all_archs"])
+            for name in ("cuda_one_arch", "cuda_all_archs"):
+                results[name] = median_of(samples[name])
+                results[f"{name}_compiler_cpu_seconds"] = median_of(samples[name], "compiler_cpu_seconds")
             results["before_first_use"] = results["cpu"] + results["cuda_all_archs"]
             warm_cuda = {"DALI_RELABEL_CACHE": f"{tmp}/cuda0-cuda_all_archs", "DALI_RELABEL_CUDA_ARCHS": "75,80,90"}
             results["load_cached_cuda"] = median_of([
@@ -99,7 +105,7 @@ def main() -> None:
                 for _ in range(max(5, args.repeats))])
     payload = {"device": "cpu", "one_arch": args.one_arch, "repeats": args.repeats, "cuda_repeats": args.cuda_repeats,
                "load_average_before": load_before, "load_average_after": os.getloadavg(),
-               "samples_seconds": {k: [s["seconds"] for s in v] for k, v in samples.items()}, "seconds": results}
+               "samples": samples, "seconds": results}
     path = write_result("build_bench", payload, args.json, tag="quick" if args.quick else None)
     rows = [{"what": k, "seconds": v} for k, v in results.items() if isinstance(v, float)]
     print(markdown_table(rows, [("what", "what", ""), ("seconds", "seconds", ".3f")]))

@@ -40,7 +40,6 @@ from .toolchain import BuildError, Toolchain, toolchain
 
 CPU_LIB = "libdali_relabel.so"
 CUDA_LIB = "libdali_relabel_cuda.so"
-LIB_NAME = CPU_LIB
 # Bump when the build recipe changes in a way the keys below do not capture.
 RECIPE_VERSION = 2
 

@@ -79,6 +79,8 @@ class _InstallAfterExec:  # a loader (importlib.abc is not imported: it costs 10
         self.loader = loader
 
     def __getattr__(self, name):  # anything else an import machinery may ask of a loader
+        if name == "loader":
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
     def create_module(self, spec):

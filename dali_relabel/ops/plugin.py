@@ -66,6 +66,15 @@ def cuda_by_default() -> bool:
 
 
 def _load(cuda: bool | None, verbose: bool) -> None:
+    before = _loaded
+    try:
+        _load_libraries(cuda, verbose)
+    finally:  # also when the CUDA build failed after the CPU library was loaded
+        if _loaded is not before:
+            _after_load(_loaded)
+
+
+def _load_libraries(cuda: bool | None, verbose: bool) -> None:
     global _loaded
     from nvidia.dali import plugin_manager
 
@@ -75,7 +84,6 @@ def _load(cuda: bool | None, verbose: bool) -> None:
         plugin = build(verbose=verbose)
         plugin_manager.load_library(str(plugin.cpu.path))
         _loaded = plugin
-        _after_load(plugin)
     if cuda is False:
         return
     visible = visible_archs()
@@ -100,7 +108,6 @@ def _load(cuda: bool | None, verbose: bool) -> None:
     # hold the operators and instantiate the new backend when a pipeline asks for it.
     plugin_manager.load_library(str(cuda_lib.path))
     _loaded = dataclasses.replace(_loaded, cuda=cuda_lib)
-    _after_load(_loaded)
 
 
 def _after_load(plugin: BuiltPlugin) -> None:

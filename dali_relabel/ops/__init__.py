@@ -10,7 +10,8 @@ Modules:
         DALI version, toolchain and source (cached); progress: what a build prints while it runs.
     plugin: :func:`load_plugin` builds and loads the libraries, which register ``fn.relabel.*``.
     namespace: ``fn.relabel`` / ``ops.relabel`` / ``ndd.relabel`` before loading: first use loads the plugin.
-    gpu_guard: GPU use of ``fn.relabel.*`` while only the CPU library is loaded loads the CUDA library.
+    gpu_guard: GPU use of an operator (``fn.relabel.*``, ``ops.relabel.*``) while only the CPU library is loaded
+        loads the CUDA library first.
     eager: runs the operators on tensors outside a pipeline (DALI's dynamic mode).
     image_check: finds the images DALI cannot decode (``fn.relabel.check_image`` + the CPU decoder).
 

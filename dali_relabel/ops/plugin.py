@@ -5,7 +5,7 @@ by an explicit :func:`load_plugin`. What:
 
 * the CPU library (schemas + CPU operators), always;
 * the CUDA library (GPU operators), at the same time when a GPU is visible and nvcc is found (compiled for
-  the visible GPUs' archs); otherwise when the GPU is first asked for: a GPU ``fn.relabel`` call
+  the visible GPUs' archs); otherwise when the GPU is first asked for: GPU use of an operator
   (:mod:`dali_relabel.ops.gpu_guard`), ``load_plugin(cuda=True)`` (``BankPooling`` on CUDA does this),
   ``dali-relabel build --cuda``.
 """

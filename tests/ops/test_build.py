@@ -146,8 +146,13 @@ EVERY_ARCH_CHILD = textwrap.dedent("""
     from nvidia.dali import backend, ops
     from dali_relabel.ops.gpu_guard import is_guarded
 
+    import nvidia.dali.experimental.dynamic as ndd
+    assert dali_relabel.load_plugin(cuda=False).cuda is None   # the CPU library first, as on first use
+    assert ndd.relabel.label_pool._op_class._supported_backends == {"cpu"}
     plugin = dali_relabel.load_plugin(cuda=True)
     assert plugin.archs == (75, 80, 90), plugin
+    # Dynamic mode, imported before, now offers the GPU backend too (its operator table was rebuilt).
+    assert ndd.relabel.label_pool._op_class._supported_backends == {"cpu", "gpu"}
     # DALI took the second library's GPU registrations for the schemas the first one registered.
     gpu_ops = sorted(n for n in backend.RegisteredGPUOps() if n.startswith("relabel__"))
     assert gpu_ops == ["relabel__LabelPool", "relabel__Lookup"], gpu_ops

@@ -18,8 +18,7 @@ first) or by :func:`load_plugin` (see :mod:`dali_relabel.ops.namespace`).
 
 from __future__ import annotations
 
-import importlib
-
+from .lazy_exports import lazy_exports
 from .ops import namespace as _namespace
 
 __version__ = "0.1.0"
@@ -38,19 +37,7 @@ _EXPORTS = {
     "train_step": "dali_relabel.training",
 }
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dali_relabel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -20,26 +20,13 @@ Importing this package is cheap (standard library only); the names below are res
 
 from __future__ import annotations
 
-import importlib
+from ..lazy_exports import lazy_exports
 
 _EXPORTS = {
     "BuildError": "dali_relabel.ops.toolchain",
     "load_plugin": "dali_relabel.ops.plugin",
     "loaded_plugin": "dali_relabel.ops.plugin",
 }
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dali_relabel.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = list(_EXPORTS)

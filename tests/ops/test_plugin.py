@@ -11,22 +11,25 @@ from store_util import run_python
 import dali_relabel
 from dali_relabel.ops import toolchain
 
-# One label_pool pipeline on the CPU; prints the value (e / (e + 1)) so each child proves the operator ran.
-RUN_LABEL_POOL = """
+# One label_pool pipeline on the CPU, checking the value (e / (e + 1)), so each child proves the operator ran.
+# `{pool}` is how the child calls the operator (functional or class API).
+LABEL_POOL_PIPELINE = """
 import numpy as np
-from nvidia.dali import pipeline_def
+from nvidia.dali import fn, pipeline_def
 
 @pipeline_def(batch_size=1, num_threads=1, device_id=None)
 def pipe():
     s = fn.external_source(lambda: [np.ones((2, 2, 1), np.float32)], batch=True)
     c = fn.external_source(lambda: [np.zeros((2, 2, 1), np.int32)], batch=True)
-    return fn.relabel.label_pool(s, c, rel_start=[0.0, 0.0], rel_end=[1.0, 1.0], num_classes=2)
+    return {pool}(s, c, rel_start=[0.0, 0.0], rel_end=[1.0, 1.0])
 
 p = pipe()
 p.build()
 value = float(np.array(p.run()[0][0])[0])
 assert abs(value - np.e / (np.e + 1)) < 1e-6, value
 """
+RUN_LABEL_POOL = LABEL_POOL_PIPELINE.format(pool="functools.partial(fn.relabel.label_pool, num_classes=2)")
+RUN_LABEL_POOL = "import functools\n" + RUN_LABEL_POOL
 
 
 def run(code: str, **env) -> str:
@@ -43,10 +46,11 @@ def run(code: str, **env) -> str:
                 os.environ[k] = v
 
 
-@pytest.mark.parametrize("dali_first", [False, True], ids=["dali_relabel-first", "dali-first"])
-def test_first_use_of_fn_relabel_loads_the_plugin(dali_first):
-    imports = ("from nvidia.dali import fn\nimport dali_relabel\n" if dali_first else
-               "import dali_relabel, sys\nassert 'nvidia.dali' not in sys.modules\nfrom nvidia.dali import fn\n")
+@pytest.mark.parametrize("imports", [
+    "import dali_relabel, sys\nassert 'nvidia.dali' not in sys.modules\nfrom nvidia.dali import fn\n",
+    "from nvidia.dali import fn\nimport dali_relabel\n",
+], ids=["dali_relabel-first", "dali-first"])
+def test_first_use_of_fn_relabel_loads_the_plugin(imports):
     run(imports + """
 import sys
 assert dali_relabel.loaded_plugin() is None
@@ -92,29 +96,19 @@ assert dali_relabel.loaded_plugin() is None
 
 def test_first_use_of_the_class_api_loads_the_plugin():
     run("""
-import numpy as np
 import dali_relabel
-from nvidia.dali import ops, pipeline_def, fn
+from nvidia.dali import ops
 
 pool = ops.relabel.LabelPool(num_classes=2)
 assert dali_relabel.loaded_plugin() is not None
-
-@pipeline_def(batch_size=1, num_threads=1, device_id=None)
-def pipe():
-    s = fn.external_source(lambda: [np.ones((2, 2, 1), np.float32)], batch=True)
-    c = fn.external_source(lambda: [np.zeros((2, 2, 1), np.int32)], batch=True)
-    return pool(s, c, rel_start=[0.0, 0.0], rel_end=[1.0, 1.0])
-
-p = pipe()
-p.build()
-assert abs(float(np.array(p.run()[0][0])[0]) - np.e / (np.e + 1)) < 1e-6
-""")
+""" + LABEL_POOL_PIPELINE.format(pool="pool"))
 
 
-@pytest.mark.parametrize("ndd_first", [False, True], ids=["dali_relabel-first", "dynamic-first"])
-def test_first_use_in_dynamic_mode_loads_the_plugin(ndd_first):
-    imports = ("import nvidia.dali.experimental.dynamic as ndd\nimport dali_relabel\n" if ndd_first else
-               "import dali_relabel\nimport nvidia.dali.experimental.dynamic as ndd\n")
+@pytest.mark.parametrize("imports", [
+    "import dali_relabel\nimport nvidia.dali.experimental.dynamic as ndd\n",
+    "import nvidia.dali.experimental.dynamic as ndd\nimport dali_relabel\n",
+], ids=["dali_relabel-first", "dynamic-first"])
+def test_first_use_in_dynamic_mode_loads_the_plugin(imports):
     run(imports + """
 import numpy as np
 assert dali_relabel.loaded_plugin() is None

@@ -15,7 +15,7 @@ AttributeError without building anything. When the plugin loads, DALI's module c
 ``relabel``, finds a module and fills it with its generated operators exactly as it would fill a module of
 its own; while it does, the namespace answers AttributeError to DALI's ``hasattr`` checks
 (:func:`~dali_relabel.ops.plugin.loading_in_this_thread`). After loading, ``fn.relabel.label_pool`` is DALI's
-own function (see :mod:`dali_relabel.ops.gpu_guard` for the one exception).
+own function.
 """
 
 from __future__ import annotations

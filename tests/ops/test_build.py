@@ -97,6 +97,8 @@ def test_operator_names_come_from_the_schemas():
 CPU_ONLY_CHILD = textwrap.dedent("""
     import numpy as np
     import dali_relabel
+    import dali_relabel.ops.gpus
+    dali_relabel.ops.gpus.visible_archs = lambda: ()  # as on a machine without a GPU, wherever the test runs
     from nvidia.dali import fn, pipeline_def
 
     @pipeline_def(batch_size=1, num_threads=1, device_id=None)

@@ -155,6 +155,10 @@ def test_a_changed_private_call_is_reported_by_name():
         rebuild_dynamic_operator_table(types.SimpleNamespace(_ops=types.SimpleNamespace()))
 
 
+NO_GPU = """
+import dali_relabel.ops.gpus
+dali_relabel.ops.gpus.visible_archs = lambda: ()  # as on a machine without a GPU, wherever the test runs
+"""
 GPU_USE = """
 from nvidia.dali import fn, ops, pipeline_def
 import dali_relabel
@@ -169,7 +173,7 @@ def gpu_pipe():
 
 def test_gpu_use_without_nvcc_fails_with_instructions():
     """No GPU visible, no nvcc: the CPU operators work; a GPU operator raises BuildError saying how to get nvcc."""
-    stderr = run(GPU_USE + RUN_LABEL_POOL + """
+    stderr = run(NO_GPU + GPU_USE + RUN_LABEL_POOL + """
 plugin = dali_relabel.loaded_plugin()
 assert not plugin.with_cuda and is_guarded(ops.relabel.LabelPool) and is_guarded(ops.relabel.Lookup)
 assert not is_guarded(ops.relabel.CheckImage)  # no GPU backend: DALI's own error
@@ -229,7 +233,7 @@ else:
 
 def test_operator_errors_point_at_the_users_line():
     """DALI reports an operator's runtime error with the stack where it was used: no dali_relabel frame in it."""
-    stderr = run(GPU_USE + """
+    stderr = run(NO_GPU + GPU_USE + """
 import numpy as np, sys
 
 @pipeline_def(batch_size=1, num_threads=1, device_id=None)

@@ -3,7 +3,8 @@
 Three small configs, each checked when it is made (a bad value is refused with its name and its valid range):
 
 * :class:`AugmentConfig` — the training images: random-resized-crop (``crop_size``, ``area``, ``aspect``),
-  ``flip_prob``, ``interpolation``, normalization (``mean``, ``std``), output ``dtype`` and ``memory_format``.
+  ``crops_per_image``, ``flip_prob``, ``interpolation``, ``resampler``, normalization (``mean``, ``std``), output
+  ``dtype`` and ``memory_format``.
 * :class:`EvalConfig` — the evaluation images: resize the shorter side to ``floor(crop_size / crop_pct)`` and
   centre-crop ``crop_size`` (timm's ``crop_pct``), with the same output settings.
 * :class:`TargetConfig` — how the soft targets are pooled: ``temperature``, ``transpose_box``, ``label_type``,
@@ -37,6 +38,8 @@ MEMORY_FORMATS = ("contiguous", "channels_last")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "triangular")
 LABEL_TYPES = ("localized_multi", "localized_single", "global_multi", "global_single")
 BANK_MEMORY = ("device", "host")
+# How crops are resampled: Pillow's exact arithmetic (fn.relabel.resized_crop, CPU) or DALI's fn.resize.
+RESAMPLERS = ("auto", "pillow", "dali")
 
 
 # ---- checks shared by every argument of the loaders and configs -------------------------------------------
@@ -190,24 +193,45 @@ class ImageConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig(ImageConfig):
-    """Training images: a random-resized-crop of each image, flipped with ``flip_prob``, resized to ``crop_size``.
+    """Training images: random-resized-crops of each image, flipped with ``flip_prob``, resized to ``crop_size``.
 
     Attributes:
         area: range of the crop's area as a fraction of the image's, ``0 < min <= max <= 1``.
         aspect: range of the crop's aspect ratio (width / height), ``0 < min <= max``.
         flip_prob: probability of a horizontal flip, in ``[0, 1]`` (the target is the same: the box is).
+        crops_per_image: ``n >= 1`` independent random-resized crops of each decoded image, each with its own box,
+            flip and pooled target (a batch of ``B`` images holds ``B·n`` crops). The image is decoded once (the
+            crop's window only when ``n = 1``).
+        resampler: how crops are resized: "pillow" (``fn.relabel.resized_crop``: Pillow's exact arithmetic, so
+            the crops equal torchvision's RandomResizedCrop + flip + ToTensor + Normalize of the same image bit for
+            bit; CPU pipelines only, and there ~5x faster than DALI's resize), "dali" (DALI's ``fn.resize``, linear
+            filters antialiased, + ``crop_mirror_normalize``), or "auto" (default: "pillow" on the CPU, "dali" on
+            the GPU).
         (and the output settings of :class:`ImageConfig`)
     """
 
     area: tuple[float, float] = (0.08, 1.0)
     aspect: tuple[float, float] = (3 / 4, 4 / 3)
     flip_prob: float = 0.5
+    crops_per_image: int = 1
+    resampler: str = "auto"
 
     def __post_init__(self):
         super().__post_init__()
         self._set("area", check_range("area", self.area, low=0.0, high=1.0, what="0 < min <= max <= 1"))
         self._set("aspect", check_range("aspect", self.aspect, low=0.0, high=None, what="0 < min <= max"))
         self._set("flip_prob", check_float("flip_prob", self.flip_prob, low=0.0, high=1.0))
+        self._set("crops_per_image", check_int("crops_per_image", self.crops_per_image, low=1))
+        check_choice("resampler", self.resampler, RESAMPLERS)
+
+    def resampler_for(self, device: str) -> str:
+        """"pillow" or "dali" on ``device`` ("cpu" or "gpu"); "pillow" on the GPU is refused."""
+        if self.resampler == "auto":
+            return "pillow" if device == "cpu" else "dali"
+        if self.resampler == "pillow" and device != "cpu":
+            raise ValueError("resampler='pillow' (fn.relabel.resized_crop) runs on the CPU only; use resampler='dali' "
+                             "or 'auto' with device='gpu'")
+        return self.resampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,5 +334,5 @@ def split_settings(owner: str, settings: Mapping[str, Any], configs: Mapping[str
 
 
 __all__ = ["AugmentConfig", "BANK_MEMORY", "DTYPES", "EvalConfig", "INTERPOLATIONS", "ImageConfig", "LABEL_TYPES",
-           "MEMORY_FORMATS", "TargetConfig", "canonical_dtype", "canonical_memory_format", "check_bool",
+           "MEMORY_FORMATS", "RESAMPLERS", "TargetConfig", "canonical_dtype", "canonical_memory_format", "check_bool",
            "check_choice", "check_float", "check_int", "check_range", "split_settings"]

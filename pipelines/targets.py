@@ -29,7 +29,9 @@ def relabel_targets(rows, rel_start, rel_end, *, bank: LabelBank | str | os.Path
             ``missing="onehot"``, a value ``N + c`` (``N`` = the bank's size) marks an image without a label map
             whose target is the one-hot vector of class ``c`` (file list labels cannot be negative, hence the
             offset).
-        rel_start, rel_end: float32 ``[2]`` normalized (y, x) corners of each crop (CPU).
+        rel_start, rel_end: float32 ``[2]`` normalized (y, x) corners of each crop (CPU); or sequences of n of
+            them (n crops per image: the targets are ``[n, C]``, one lookup of the map per image, one pooling per
+            crop).
         bank: the served label bank (``LabelStore.materialize()``) or its directory; C comes from it.
         config: temperature, transpose_box, label_type, bank_memory (default ``TargetConfig()``).
         device: "cpu" or "gpu" for the lookup and the pooling.
@@ -42,7 +44,8 @@ def relabel_targets(rows, rel_start, rel_end, *, bank: LabelBank | str | os.Path
             (``temperature``, ``transpose_box``/``official_axes``, ``label_type``, ``bank_memory``); each warns.
 
     Returns:
-        ``(targets, labels)``: float32 ``[C]`` probabilities and int32 ``[]`` hard labels, on ``device``.
+        ``(targets, labels)``: float32 ``[C]`` (``[n, C]``) probabilities and int32 ``[]`` hard labels, on
+        ``device``.
     """
     bank = as_bank(bank)
     config, missing = _legacy("relabel_targets", config or TargetConfig(), missing, deprecated, bank)
@@ -61,17 +64,29 @@ def relabel_targets(rows, rel_start, rel_end, *, bank: LabelBank | str | os.Path
         row = rows
     lookup_args = {"bank_memory": config.bank_memory} if device == "gpu" else {}
     scores, classes, labels = fn.relabel.lookup(row=row, bank=str(bank.path), device=device, **lookup_args)
-    targets = fn.relabel.label_pool(scores, classes, rel_start=rel_start, rel_end=rel_end, num_classes=num_classes,
-                                    temperature=config.temperature, transpose_box=config.transpose_box,
-                                    validate=validate, label_type=config.label_type, device=device)
+    several = isinstance(rel_start, (list, tuple))
+    if several != isinstance(rel_end, (list, tuple)) or (several and len(rel_start) != len(rel_end)):
+        raise ValueError("relabel_targets: rel_start and rel_end must both be one corner each, or sequences of the "
+                         "same length (one per crop)")
+    boxes = list(zip(rel_start, rel_end)) if several else [(rel_start, rel_end)]
+    if not boxes:
+        raise ValueError("relabel_targets: no crop boxes (empty rel_start/rel_end sequences)")
     if missing == "onehot":
         onehot = fn.one_hot(missing_class, num_classes=num_classes)
         if device == "gpu":
             is_missing, onehot, missing_class = is_missing.gpu(), onehot.gpu(), missing_class.gpu()
-        targets = (targets * fn.cast(1 - is_missing, dtype=types.FLOAT)
-                   + onehot * fn.cast(is_missing, dtype=types.FLOAT))
+        keep, replace = fn.cast(1 - is_missing, dtype=types.FLOAT), fn.cast(is_missing, dtype=types.FLOAT)
+    pooled = []
+    for start, end in boxes:
+        target = fn.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, num_classes=num_classes,
+                                       temperature=config.temperature, transpose_box=config.transpose_box,
+                                       validate=validate, label_type=config.label_type, device=device)
+        if missing == "onehot":
+            target = target * keep + onehot * replace
+        pooled.append(target)
+    if missing == "onehot":
         labels = fn.cast(labels * (1 - is_missing) + missing_class * is_missing, dtype=types.INT32)
-    return targets, labels
+    return (fn.stack(*pooled) if several else pooled[0]), labels
 
 
 def _legacy(owner: str, config: TargetConfig, missing: str, deprecated: dict, bank: LabelBank):

@@ -1,19 +1,18 @@
-"""The ReLabel training pipeline: random-resized-crop on the decoder, soft target of each crop."""
+"""The ReLabel training pipeline: random-resized crops (one or several per decoded image), the soft target of each."""
 
 from __future__ import annotations
 
 import os
 import warnings
 
-from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import fn, pipeline_def
 
 from dali_relabel.config import AugmentConfig, TargetConfig, check_choice, split_settings
 from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
 from dali_relabel.ops import load_plugin
 from dali_relabel.store.bank import LabelBank
 
-from .crop import random_resized_crop_box
-from .image import decode_window, normalize, resize_square
+from .crops import random_resized_crops
 from .reader import READER_NAME, FileReader, split_pipeline_args
 from .targets import as_bank, relabel_targets
 
@@ -30,9 +29,10 @@ def relabel_train_pipeline(*, reader: FileReader | None = None, bank: LabelBank 
                            **kwargs):
     """Images and ReLabel soft targets for training.
 
-    Decoding and random-resized-crop happen together on the decoder (nvJPEG / the hardware decoder with
-    ``device="gpu"``), the crop window also gives each image's normalized box, and the label ops pool the
-    image's label map over exactly that box. Build with the usual pipeline arguments, e.g.
+    With one crop per image (``augment.crops_per_image = 1``), decoding and random-resized-crop happen together
+    on the decoder (nvJPEG / the hardware decoder with ``device="gpu"``); with ``n > 1`` each image is decoded
+    once and cropped n times (:mod:`.crops`). Each crop window also gives the crop's normalized box, and the
+    label ops pool the image's label map over exactly that box. Build with the usual pipeline arguments, e.g.
     ``relabel_train_pipeline(batch_size=256, num_threads=8, device_id=0, seed=1, reader=FileReader(...),
     bank=store.materialize(), augment=AugmentConfig(crop_size=176))``.
 
@@ -42,13 +42,16 @@ def relabel_train_pipeline(*, reader: FileReader | None = None, bank: LabelBank 
             ``missing``).
         bank: the served label bank (``LabelStore.materialize()``) or its directory; needed for ``targets`` and
             ``labels`` (C, N come from it).
-        augment: crop, flip, resize filter, normalization, dtype, layout (default ``AugmentConfig()``).
+        augment: crop, crops_per_image, flip, resampler, resize filter, normalization, dtype, layout (default
+            ``AugmentConfig()``).
         target_config: temperature, transpose_box, label_type, bank_memory (default ``TargetConfig()``).
         device: "gpu" (mixed decoding, GPU label ops) or "cpu" (``device_id=None`` pipelines).
         outputs: names, in order, from ``TRAIN_OUTPUTS``: images ``[3, crop, crop]`` (``[crop, crop, 3]`` with
             ``memory_format="channels_last"``), targets ``[C]`` float32, labels ``[]`` int32 (the store's label),
             boxes ``[4]`` normalized (y0, x0, y1, x1), rows ``[]`` int32 (the reader's), mirror ``[]`` int32
-            (1 if flipped).
+            (1 if flipped). With ``crops_per_image = n > 1``, images, targets, boxes and mirror have a leading
+            ``[n]`` axis (crop k of the image: ``[n, 3, crop, crop]``, ``[n, C]``, ``[n, 4]``, ``[n]``); labels
+            and rows stay one per image.
         missing: "error" or "onehot" (see :func:`relabel_targets`).
         check_images: fail on truncated/garbage files naming them (``fn.relabel.check_image``), instead of the
             decoder's anonymous error or a silently half-grey truncated JPEG.
@@ -64,6 +67,7 @@ def relabel_train_pipeline(*, reader: FileReader | None = None, bank: LabelBank 
     check_choice("device", device, ("gpu", "cpu"))
     pipeline_args, deprecated = split_pipeline_args(kwargs)
     reader, augment, target_config, missing = _legacy(reader, bank, augment, target_config, missing, deprecated)
+    augment.resampler_for(device)  # "pillow" on the GPU: refused here, by name
     unknown = set(outputs) - set(TRAIN_OUTPUTS)
     if unknown:
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {TRAIN_OUTPUTS}")
@@ -81,15 +85,14 @@ def _train_graph(*, reader: FileReader, bank: LabelBank | None, augment: Augment
     if check_images:
         load_plugin()
         jpegs = fn.relabel.check_image(jpegs)
-    anchor, shape, rel_start, rel_end = random_resized_crop_box(jpegs, area=augment.area, aspect=augment.aspect,
-                                                                seed=_op_seed(augment_seed, 1))
-    images = resize_square(decode_window(jpegs, anchor, shape, device=device), augment)
-    mirror = fn.random.coin_flip(probability=augment.flip_prob, seed=_op_seed(augment_seed, 2))
-    images = normalize(images, augment, mirror=mirror)
-    named = {"images": lambda: images, "rows": lambda: fn.reshape(rows, shape=[]),
-             "boxes": lambda: fn.cat(rel_start, rel_end), "mirror": lambda: fn.cast(mirror, dtype=types.INT32)}
+    crops = random_resized_crops(jpegs, augment, device=device, seed_of=lambda op: _op_seed(augment_seed, op))
+    named = {"images": lambda: crops.images, "rows": lambda: fn.reshape(rows, shape=[]), "boxes": crops.boxes,
+             "mirror": crops.mirror}
     if {"targets", "labels"} & set(outputs):
-        targets, labels = relabel_targets(rows, rel_start, rel_end, bank=bank, config=target_config, device=device,
+        starts, ends = crops.rel_starts, crops.rel_ends
+        if crops.count == 1:
+            starts, ends = starts[0], ends[0]
+        targets, labels = relabel_targets(rows, starts, ends, bank=bank, config=target_config, device=device,
                                           missing=missing)
         named.update(targets=lambda: targets, labels=lambda: labels)
     return tuple(named[name]() for name in outputs)

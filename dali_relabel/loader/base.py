@@ -28,6 +28,7 @@ import torch
 
 from ..config import ImageConfig, check_bool, check_choice, check_int
 from ..distributed import process_ranks
+from .crops import flatten_crops, repeat_per_crop
 from .dataset import LabeledImages
 from .epoch_run import EpochRun
 from .epochs import AUGMENT_STREAM, LAST_BATCH, EpochPlan, derive_seed, plan_epoch, steps_per_epoch
@@ -86,6 +87,9 @@ class EpochLoader:
     PIPELINE_OUTPUTS = {"images": "images", "targets": "targets", "labels": "labels", "boxes": "boxes",
                         "mirror": "mirror"}
     RENAMED_OUTPUTS = {"indices": "rows"}
+    # Pipeline outputs with one value per crop (a leading [n] axis per image with n > 1 crops per image).
+    PER_CROP_OUTPUTS = ("images", "targets", "boxes", "mirror")
+    crop_order = "grouped"
 
     def _setup(self, *, data: LabeledImages, image_config: ImageConfig, batch_size, outputs: Sequence[str], device,
                seed, shuffle, last_batch, num_threads, device_id, shard_id, num_shards, prefetch) -> None:
@@ -296,17 +300,27 @@ class EpochLoader:
             return torch.from_numpy(valid.copy())
         raise KeyError(name)
 
+    @property
+    def crops_per_image(self) -> int:
+        """Crops per image in a batch (``AugmentConfig.crops_per_image``; 1 for evaluation)."""
+        return getattr(self.image_config, "crops_per_image", 1)
+
     def _convert(self, data: dict, plan: EpochPlan, index: int):
-        """One DALI batch → the loader's tuple (or single value) of outputs."""
+        """One DALI batch → the loader's tuple (or single value) of outputs (``B·n`` crops with n per image, laid
+        out as ``crop_order`` says: :mod:`.crops`)."""
         where = plan.batch(index)
         samples, valid = plan.samples[where], plan.valid[where]
-        config = self.image_config
+        config, n = self.image_config, self.crops_per_image
         out = []
         for name in self.outputs:
             if name not in self.PIPELINE_OUTPUTS:
-                out.append(self._host_output(name, samples, valid))
+                value = self._host_output(name, samples, valid)
+                out.append(value if n == 1 else repeat_per_crop(value, n, self.crop_order))
                 continue
             value = data[self.PIPELINE_OUTPUTS[name]]
+            if n > 1:
+                value = (flatten_crops(value, self.crop_order) if name in self.PER_CROP_OUTPUTS
+                         else repeat_per_crop(value.reshape(value.shape[0], -1), n, self.crop_order))
             if name == "images":
                 if config.channels_last:   # DALI wrote NHWC: the NCHW view of it is channels_last, no copy
                     value = value.permute(0, 3, 1, 2)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ..config import AugmentConfig, TargetConfig, check_choice, check_int, renamed, split_settings
 from .base import EpochLoader
+from .crops import CROP_ORDERS
 from .dataset import MISSING, LabeledImages
 
 LOADER_OUTPUTS = ("images", "targets", "labels", "boxes", "rows", "keys", "mirror", "valid")
@@ -32,10 +33,14 @@ class ReLabelLoader(EpochLoader):
             (relative to the file's directory, optionally followed by a label).
         store: the label store (a ``LabelStore``, or its path or fsspec URL) holding a map for each image,
             matched by relative path. (``labels=`` is its deprecated name.)
-        batch_size: images per batch (per process when distributed), a positive int.
+        batch_size: images per batch (per process when distributed), a positive int. With
+            ``crops_per_image=n`` (an ``AugmentConfig`` setting) each batch holds ``batch_size × n`` crops: n
+            independent random-resized crops of each image, decoded once, each with its own box, flip and target.
         device: "auto" (default: the GPU when CUDA is visible, else the CPU; said once on stderr), "gpu"
             (decode with nvJPEG / the hardware decoder, labels on the GPU, CUDA tensors) or "cpu".
-        outputs: what each iteration yields, in order, from ``images`` [B, 3, crop, crop] (dtype and memory
+        outputs: what each iteration yields, in order (``B`` below is ``batch_size × crops_per_image``: one entry
+            per crop; per-image values such as labels, rows and keys are repeated for each of its crops), from
+            ``images`` [B, 3, crop, crop] (dtype and memory
             format as configured), ``targets`` [B, C] float32 probabilities, ``labels`` [B] int64 hard labels,
             ``boxes`` [B, 4] normalized crop boxes (y0, x0, y1, x1), ``rows`` [B] int64 store rows (-1 for images
             without a map; ``indices`` is its deprecated name), ``keys`` list of the images' relative paths,
@@ -51,8 +56,12 @@ class ReLabelLoader(EpochLoader):
         missing: "error" (default) when images have no label map, or "onehot" to use their folder label's
             one-hot vector as target (the count is reported).
         num_classes: C if it differs from the number of class folders (otherwise that mismatch is an error).
-        augment: an ``AugmentConfig`` (crop_size, area, aspect, flip_prob, interpolation, mean, std, dtype,
-            memory_format); its fields may also be given one by one as keywords (``crop_size=176``).
+        augment: an ``AugmentConfig`` (crop_size, area, aspect, flip_prob, crops_per_image, resampler,
+            interpolation, mean, std, dtype, memory_format); its fields may also be given one by one as keywords
+            (``crop_size=176``, ``crops_per_image=4``).
+        crop_order: with several crops per image, "grouped" (default: an image's crops side by side, crop k of
+            image i at ``i·n + k``; no copy) or "spread" (at ``k·batch_size + i``: n blocks of one crop of every
+            image; one copy of the batch). See ``dali_relabel.loader.crops``.
         target_config: a ``TargetConfig`` (temperature, transpose_box, label_type, bank_memory); its fields may
             also be given as keywords (``temperature=0.5``; ``official_axes`` is ``transpose_box``'s old name).
         num_threads: DALI CPU threads. prefetch: DALI prefetch queue depth.
@@ -72,8 +81,8 @@ class ReLabelLoader(EpochLoader):
                  device: str = "auto", outputs: Sequence[str] = ("images", "targets"), seed: int | None = None,
                  shuffle: bool = True, last_batch: str = "partial", missing: str = "error",
                  num_classes: int | None = None, augment: AugmentConfig | None = None,
-                 target_config: TargetConfig | None = None, num_threads: int = 4, device_id: int | None = None,
-                 shard_id: int | None = None, num_shards: int | None = None,
+                 target_config: TargetConfig | None = None, crop_order: str = "grouped", num_threads: int = 4,
+                 device_id: int | None = None, shard_id: int | None = None, num_shards: int | None = None,
                  bank_dir: str | os.PathLike | None = None, prefetch: int = 2, **settings):
         if "labels" in settings:
             renamed(self.OWNER, "labels", "store")
@@ -87,6 +96,7 @@ class ReLabelLoader(EpochLoader):
         configs = split_settings(self.OWNER, settings, {"augment": augment or AugmentConfig,
                                                         "target_config": target_config or TargetConfig})
         self.augment, self.target_config = configs["augment"], configs["target_config"]
+        self.crop_order = check_choice("crop_order", crop_order, CROP_ORDERS)
         self.missing = check_choice("missing", missing, MISSING)
         if num_classes is not None:
             check_int("num_classes", num_classes, low=1)

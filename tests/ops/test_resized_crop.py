@@ -228,7 +228,7 @@ def test_bad_input_is_named(photos, name):
             p.feed_input("shape", [np.asarray(a, I32) if np.asarray(a).dtype.kind == "i" else np.asarray(a)
                                    for a in windows[1]])
         if mirrors:
-            p.feed_input("mirror", [np.asarray(m) if isinstance(m, np.ndarray) else np.asarray(m, I32) for m in mirrors])
+            p.feed_input("mirror", [m if isinstance(m, np.ndarray) else np.asarray(m, I32) for m in mirrors])
         p.run()
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from dali_relabel.pipelines import IMAGENET_MEAN, IMAGENET_STD
+from crop_reference import pixel_window, torchvision_crop
 from PIL import Image
 from reference import slow_label_pool
 
@@ -42,19 +43,6 @@ def loader(images, store, batch_size=8, **kw):
     return ReLabelLoader(images, store, batch_size, **kw)
 
 
-def reference_image(path, box, mirror, size):
-    """The crop decoded and resized with PIL: an independent check of the pixels and the box."""
-    img = Image.open(path).convert("RGB")
-    w, h = img.size
-    y0, x0, y1, x1 = box
-    crop = img.crop((round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h))).resize((size, size),
-                                                                                          Image.BILINEAR)
-    arr = np.asarray(crop, np.float32) / 255
-    if mirror:
-        arr = arr[:, ::-1]
-    return ((arr - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).transpose(2, 0, 1)
-
-
 def test_one_epoch_targets_boxes_and_images_match_references(demo):
     store = LabelStore.open(str(demo.labels))
     ld = loader(demo.images, demo.labels, batch_size=5, crop_size=64,
@@ -73,10 +61,11 @@ def test_one_epoch_targets_boxes_and_images_match_references(demo):
             box = boxes[i].numpy()
             ref = slow_label_pool(scores, classes, box[:2], box[2:], store.num_classes)
             np.testing.assert_allclose(targets[i].numpy(), ref, rtol=1e-5, atol=1e-6)
-            # Pixels: the loader's crop equals PIL's crop of the returned box (decoders and resize
-            # filters differ, so compare loosely, but a wrong box or normalization is far off).
-            ref_img = reference_image(demo.images / key, box, bool(mirror[i]), 64)
-            assert np.abs(images[i].numpy() - ref_img).mean() < 0.15
+            # Pixels: the loader's crop is torchvision's crop of the PIL image over the returned box, bit for bit
+            # (DALI's CPU decoder and PIL's decode alike; the CPU resampler is Pillow's arithmetic).
+            image = Image.open(demo.images / key).convert("RGB")
+            ref_img = torchvision_crop(image, pixel_window(box, image.height, image.width), bool(mirror[i]), 64)
+            assert torch.equal(images[i], ref_img), key
     assert sorted(seen) == sorted(demo.objects) and set(seen.values()) == {1}
 
 

@@ -1,5 +1,6 @@
 """The loader contract: fresh complete epochs, exact len, seeds that fix order/crops/flips, shards that partition,
-resume batch for batch, set_epoch. On the CPU, and on the GPU where there is one."""
+resume batch for batch, set_epoch. On the CPU, and on the GPU where there is one; with one crop per image and
+with several (crops_per_image=3: batches of 3·B crops, every image 3 times per epoch)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ N = 24          # small_demo's images
 OUTPUTS = ("images", "targets", "boxes", "mirror", "keys")
 
 
+@pytest.fixture(params=[1, 3], ids=["1crop", "3crops"])
+def crops(request):
+    """Crops per image."""
+    return request.param
+
+
 def keys_of(batches) -> list[str]:
     return [k for b in batches for k in b[-1]]
 
@@ -23,8 +30,8 @@ def epochs(loader, count):
     return [[on_cpu(b) for b in loader] for _ in range(count)]
 
 
-def test_break_then_iterate_gives_full_fresh_epochs(small_demo, device):
-    ld = train_loader(small_demo, device, outputs=OUTPUTS)
+def test_break_then_iterate_gives_full_fresh_epochs(small_demo, device, crops):
+    ld = train_loader(small_demo, device, outputs=OUTPUTS, crops_per_image=crops)
     assert len(ld) == 5 and ld.epoch == 0
     for i, _ in enumerate(ld):      # what `--max-iters` and Lightning's limit_train_batches do
         if i == 1:
@@ -32,9 +39,9 @@ def test_break_then_iterate_gives_full_fresh_epochs(small_demo, device):
     assert ld.epoch == 0
     second = [on_cpu(b) for b in ld]
     assert ld.epoch == 1 and len(second) == len(ld)
-    assert Counter(keys_of(second)) == Counter(list(small_demo.objects))      # complete: every image once
+    assert Counter(keys_of(second)) == Counter(list(small_demo.objects) * crops)   # complete: every image n times
     # ... and it is epoch 1 itself: the same batches as an uninterrupted loader's second epoch.
-    reference = train_loader(small_demo, device, outputs=OUTPUTS)
+    reference = train_loader(small_demo, device, outputs=OUTPUTS, crops_per_image=crops)
     assert same_batches(second, epochs(reference, 2)[1])
 
 
@@ -53,15 +60,15 @@ def test_an_exception_mid_epoch_does_not_leak_into_the_next(small_demo, device):
         next(old)
 
 
-def test_the_seed_fixes_order_crops_and_flips(small_demo, device):
-    a = epochs(train_loader(small_demo, device, seed=11, outputs=OUTPUTS), 2)
-    b = epochs(train_loader(small_demo, device, seed=11, outputs=OUTPUTS), 2)
+def test_the_seed_fixes_order_crops_and_flips(small_demo, device, crops):
+    a = epochs(train_loader(small_demo, device, seed=11, outputs=OUTPUTS, crops_per_image=crops), 2)
+    b = epochs(train_loader(small_demo, device, seed=11, outputs=OUTPUTS, crops_per_image=crops), 2)
     assert same_batches(a[0] + a[1], b[0] + b[1])
     assert keys_of(a[0]) != keys_of(a[1])                                # a new order every epoch
     orders = {tuple(keys_of(epochs(train_loader(small_demo, device, seed=s, outputs=("keys",)), 1)[0]))
               for s in (0, 1, 7, 12345)}
     assert len(orders) == 4                                              # different seeds, different orders
-    c = epochs(train_loader(small_demo, device, seed=12, outputs=OUTPUTS), 1)[0]
+    c = epochs(train_loader(small_demo, device, seed=12, outputs=OUTPUTS, crops_per_image=crops), 1)[0]
     assert not torch.equal(torch.cat([x[2] for x in a[0]]), torch.cat([x[2] for x in c]))   # and other crops
 
 
@@ -86,10 +93,11 @@ def test_shuffle_false_reads_the_store_order(small_demo, device):
 
 @pytest.mark.parametrize("policy", ["partial", "fill", "drop"])
 @pytest.mark.parametrize("world", [2, 3])
-def test_shards_partition_each_epoch(small_demo, device, policy, world):
-    """Ranks simulated by shard_id/num_shards: same len, same order source, every image once per epoch."""
+def test_shards_partition_each_epoch(small_demo, device, policy, world, crops):
+    """Ranks simulated by shard_id/num_shards: same len, same order source, every image once per epoch (n times
+    with n crops per image)."""
     ranks = [train_loader(small_demo, device, batch_size=4, seed=2, shard_id=r, num_shards=world, last_batch=policy,
-                          outputs=("keys", "valid")) for r in range(world)]
+                          outputs=("keys", "valid"), crops_per_image=crops) for r in range(world)]
     assert len({len(ld) for ld in ranks}) == 1
     for _ in range(2):
         seen = Counter()
@@ -98,25 +106,26 @@ def test_shards_partition_each_epoch(small_demo, device, policy, world):
             assert len(batches) == len(ld)
             seen.update(k for keys, valid in batches for k, v in zip(keys, valid.tolist()) if v)
         if policy == "drop":
-            assert set(seen.values()) == {1} and len(seen) == len(ranks[0]) * 4 * world
+            assert set(seen.values()) == {crops} and len(seen) == len(ranks[0]) * 4 * world
         else:
-            assert seen == Counter(list(small_demo.objects))
+            assert seen == Counter(list(small_demo.objects) * crops)
 
 
 @pytest.mark.parametrize("stop", [(0, 0), (0, 2), (0, 4), (1, 3)])
-def test_resume_yields_exactly_the_uninterrupted_batches(small_demo, device, stop):
+def test_resume_yields_exactly_the_uninterrupted_batches(small_demo, device, stop, crops):
     """State saved after batch b of epoch e; a new loader yields batches b+1.. of e, then epoch e+1, as the
     uninterrupted run did (images, targets, boxes, flips, keys bit for bit). (0, 4) is the epoch's last batch:
     the resumed loader starts the next epoch."""
     outputs = ("images", "targets", "boxes", "mirror", "keys", "labels")
-    run = train_loader(small_demo, device, outputs=outputs)
+    run = train_loader(small_demo, device, outputs=outputs, crops_per_image=crops)
     reference, state = [], None
     for epoch in range(3):
         for b, batch in enumerate(run):
             reference.append(on_cpu(batch))
             if (epoch, b) == stop:
                 state = run.state_dict()
-    resumed = train_loader(small_demo, device, outputs=outputs, seed=99)   # the state brings its seed
+    # (the state brings its seed)
+    resumed = train_loader(small_demo, device, outputs=outputs, seed=99, crops_per_image=crops)
     resumed.load_state_dict(state)
     got = []
     while len(got) < len(reference):

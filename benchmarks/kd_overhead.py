@@ -15,6 +15,9 @@ slower than the model) + compute the targets + forward + loss + backward + optim
   relabel           this project: ``ReLabelLoader`` = the same pipeline + ``fn.relabel.lookup`` +
                     ``fn.relabel.label_pool`` (the soft target of each crop, computed in DALI: on the GPU
                     with --device gpu); loss = cross-entropy with the [B, 1000] probabilities.
+  relabel_x4        (optional: --methods ...,relabel_x4) ReLabelLoader(crops_per_image=4) with B/4 images per
+                    batch: the same B crops per iteration, each image decoded once for 4 crops, each crop with its
+                    own box, flip and pooled target.
   relabel_official  relabel_imagenet's path: a torch DataLoader (PIL decode, RandomResizedCrop with its
                     coordinates, the image's [2, 5, 15, 15] .pt map loaded per image in the workers);
                     per iteration the loop scatters the maps into a dense [B, 1000, 15, 15] tensor on the
@@ -64,7 +67,8 @@ import dali_relabel  # noqa: F401  (loads the plugin: fn.relabel.*)
 from dali_relabel.loader import ReLabelLoader
 from dali_relabel.training import teacher_targets, train_step
 
-METHODS = ("baseline", "relabel", "relabel_official", "kd")
+METHODS = ("baseline", "relabel", "relabel_official", "kd", "relabel_x4")
+DEFAULT_METHODS = ("baseline", "relabel", "relabel_official", "kd")
 CROP = 224
 # Defaults per profile (each can be overridden). CPU: iterations take seconds, so the loader keeps up at once
 # and one warm-up iteration per block suffices; EfficientNet-B7 at 600 px costs about a minute per batch there.
@@ -121,6 +125,14 @@ def hard_label_source(data, args, dev) -> Source:
 def relabel_source(data, args, work: Path) -> Source:
     loader = ReLabelLoader(data.images, data.labels, args.batch, device=args.device, num_threads=args.threads,
                            seed=args.seed, outputs=("images", "targets"), last_batch="drop",
+                           num_classes=data.num_classes, bank_dir=work / "bank")
+    return Source(endless(loader))
+
+
+def relabel_x4_source(data, args, work: Path) -> Source:
+    """4 crops per decoded image, B/4 images per batch: B crops per iteration, as the other methods."""
+    loader = ReLabelLoader(data.images, data.labels, args.batch // 4, device=args.device, num_threads=args.threads,
+                           seed=args.seed, outputs=("images", "targets"), last_batch="drop", crops_per_image=4,
                            num_classes=data.num_classes, bank_dir=work / "bank")
     return Source(endless(loader))
 
@@ -225,7 +237,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision (default: on gpu)")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: on gpu")
     ap.add_argument("--images", type=int, help="default: enough that no block crosses an epoch (>= 320)")
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset (baseline required)")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help=f"comma-separated, from {', '.join(METHODS)} (baseline required; default: all but relabel_x4)")
     ap.add_argument("--data-dir", help="where the demo dataset is built or found (default: the cache)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="result file (default benchmarks/results/kd_overhead-<date>-<device>[-quick].json)")
@@ -246,6 +259,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--methods: choose from {', '.join(METHODS)}, including baseline (got {bad or args.methods})")
     if gpu and not torch.cuda.is_available():
         ap.error("--device gpu: no CUDA GPU visible; use --device cpu")
+    if "relabel_x4" in args.methods and args.batch % 4:
+        ap.error(f"relabel_x4 needs a batch divisible by 4 (B/4 images x 4 crops), got --batch {args.batch}")
     return args
 
 
@@ -292,6 +307,7 @@ def run(args, work: Path) -> int:
         "relabel": lambda: relabel_source(data, args, work),
         "relabel_official": lambda: official_source(data, args, dev),
         "kd": lambda: kd_source(data, args, dev, teacher, teacher_res),
+        "relabel_x4": lambda: relabel_x4_source(data, args, work),
     }
 
     step = functools.partial(train_step, student, criterion=criterion, optimizer=optimizer, scaler=scaler,
@@ -357,7 +373,8 @@ def draw_chart(rows: list[dict], config: dict, device: str, path: Path) -> Path 
     except ImportError:
         print("matplotlib is not installed: no chart", file=sys.stderr)
         return None
-    colors = {"baseline": "#7f7f7f", "relabel": "#2ca02c", "relabel_official": "#ff7f0e", "kd": "#d62728"}
+    colors = {"baseline": "#7f7f7f", "relabel": "#2ca02c", "relabel_official": "#ff7f0e", "kd": "#d62728",
+              "relabel_x4": "#1f77b4"}
     fig, ax = plt.subplots(figsize=(7, 2.6))
     names = [r["method"] for r in rows][::-1]
     values = [r["ms_per_iter"] for r in rows][::-1]

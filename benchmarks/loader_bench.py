@@ -1,26 +1,36 @@
-"""Loader throughput: DALI without labels vs DALI with ReLabel targets vs the official PyTorch-style loader.
+"""Loader throughput: DALI without labels vs DALI with ReLabel targets vs the official PyTorch-style loader, and
+several crops per decoded image.
 
-All three read the same JPEGs (the demo dataset: real scikit-image photos composed at 500x375, q90), do
+All read the same JPEGs (the demo dataset: real scikit-image photos composed at 500x375, q90), do
 random-resized-crop to 224 + flip + normalize, use the same number of CPU threads / workers, and are
 measured in the same run (epochs alternated; each epoch timed in its steady state, after its first batches;
 ratios are medians of the per-round ratios):
 
-  dali_no_labels  the training pipeline without its label ops, hard labels only (the ceiling)
-  dali_relabel    ReLabelLoader: the same pipeline + fn.relabel.lookup + fn.relabel.label_pool
-  torch_official  torch DataLoader as in relabel_imagenet: PIL decode, RandomResizedCrop with coords,
-                  per-image [2, K, H, W] .pt maps loaded in the workers, then per batch a dense
-                  [B, C, H, W] scatter + torchvision roi_align + softmax (on the GPU with --device gpu)
+  dali_no_labels    the training pipeline without its label ops, hard labels only (the ceiling)
+  dali_relabel      ReLabelLoader: the same pipeline + fn.relabel.lookup + fn.relabel.label_pool
+  torch_official    torch DataLoader as in relabel_imagenet: PIL decode, RandomResizedCrop with coords,
+                    per-image [2, K, H, W] .pt maps loaded in the workers, then per batch a dense
+                    [B, C, H, W] scatter + torchvision roi_align + softmax (on the GPU with --device gpu)
+  dali_relabel_x{n} ReLabelLoader(crops_per_image=n): each image decoded once, n crops with their own boxes,
+                    flips and targets; batches of B images = B·n crops (n = 1 is dali_relabel again,
+                    measured on its own as a check of the run's noise)
+  dali_ops_x{n}     the same with resampler="dali" (DALI's fn.resize + crop_mirror_normalize per crop instead of
+                    fn.relabel.resized_crop; CPU only: on the GPU that is what dali_relabel_x{n} runs)
+
+Rates are crops/s (= img/s for one crop per image) and img/s; ratios are of crops/s. ``--breakdown`` (default
+on) also measures where a crop's CPU time goes, stage by stage (benchmarks/crop_costs.py).
 
 The label maps are ImageNet-like synthetic maps (C = 1000: the official path's dense [B, C, 15, 15] tensor
 grows with C; see bench_data.py), or the demo's own 10-class maps with ``--num-classes 0``. The label ops'
 own cost is also measured precisely, as a slope between pipelines with and without them.
 
-    python benchmarks/loader_bench.py [--device cpu|gpu] [--quick] [--num-classes C] [--json PATH]
+    python benchmarks/loader_bench.py [--device cpu|gpu] [--quick] [--num-classes C] [--crops 1,2,4,8] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -31,6 +41,7 @@ from pathlib import Path
 import torch
 from bench_data import benchmark_data
 from common import markdown_table, per_copy_seconds, write_result
+from crop_costs import breakdown_table, per_crop_breakdown
 from official_loader import official_loader, official_targets
 
 import dali_relabel  # noqa: F401  (loads the plugin: fn.relabel.*)
@@ -49,13 +60,16 @@ def dali_no_labels(images_root, class_list, batch, threads, device, seed):
                                device=device, outputs=("images", "rows"))
     p.build()
     it = DALIGenericIterator(p, ["images", "labels"], reader_name="Reader", auto_reset=True)
-    return lambda: (b[0]["images"].shape[0] for b in it)
+    return lambda: ((b[0]["images"].shape[0],) * 2 for b in it)
 
 
-def dali_relabel_epoch(images_root, labels, batch, threads, device, seed, bank_dir, num_classes):
+def dali_relabel_epoch(images_root, labels, batch, threads, device, seed, bank_dir, num_classes, crops=1,
+                       resampler="auto"):
+    """ReLabelLoader epochs: (images, crops) per batch."""
     loader = ReLabelLoader(images_root, labels, batch, device=device, num_threads=threads, seed=seed,
-                           outputs=("images", "targets"), bank_dir=bank_dir, num_classes=num_classes)
-    return lambda: (images.shape[0] for images, targets in loader)
+                           outputs=("images", "targets"), bank_dir=bank_dir, num_classes=num_classes,
+                           crops_per_image=crops, resampler=resampler)
+    return lambda: ((images.shape[0] // crops, images.shape[0]) for images, targets in loader)
 
 
 def torch_official_epoch(images_root, maps_root, batch, workers, device, num_classes):
@@ -66,36 +80,38 @@ def torch_official_epoch(images_root, maps_root, batch, workers, device, num_cla
         for images, labels, coords, maps in dl:
             images = images.to(dev, non_blocking=True)
             official_targets(maps, coords, num_classes, dev)
-            yield images.shape[0]
+            yield images.shape[0], images.shape[0]
 
     return epoch
 
 
-def steady_rate(batches, skip: int, sync=None) -> float:
-    """Images/s of one epoch after its first `skip` batches.
+def steady_rate(batches, skip: int, sync=None) -> tuple[float, float]:
+    """(images/s, crops/s) of one epoch after its first `skip` batches (``batches`` yields (images, crops)).
 
     Skipping the start leaves out what the previous method's loader may still do in the background
     (DALI prefetches the next epoch as soon as one ends) and this loader's own prefetched batches, so
     every method is measured in its steady state.
     """
-    n, t0 = 0, None
-    for i, size in enumerate(batches):
+    n, c, t0 = 0, 0, None
+    for i, (images, crops) in enumerate(batches):
         if i == skip - 1:
             if sync:
                 sync()
             t0 = time.perf_counter()
         elif i >= skip:
-            n += size
+            n, c = n + images, c + crops
     if sync:
         sync()
     if t0 is None or n == 0:
         raise ValueError(f"an epoch needs more than {skip} batches; use more --images")
-    return n / (time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return n / seconds, c / seconds
 
 
-def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, iters=40) -> dict:
+def label_ops_cost(data, batch, threads, device, bank_dir, crops=1, copies=8, rounds=7, iters=40) -> dict:
     """The label ops' own per-batch cost inside the pipeline, as a slope: the reader + crop-box part of the
-    pipeline with `copies` label branches vs with none (end-to-end epochs are too noisy to resolve it)."""
+    pipeline with `copies` label branches vs with none (end-to-end epochs are too noisy to resolve it). With
+    ``crops`` boxes per image a branch is one lookup + ``crops`` poolings, as in the multi-crop pipeline."""
     from dali_relabel.config import TargetConfig
     from dali_relabel.pipelines import random_resized_crop_box, relabel_targets
     from nvidia.dali import fn, pipeline_def
@@ -111,10 +127,13 @@ def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, i
         def pipe():
             jpegs, rows = fn.readers.file(file_root=str(data.images), file_list=str(file_list),
                                           shuffle_after_epoch=True, pad_last_batch=True)
-            _, _, start, end = random_resized_crop_box(jpegs)
+            boxes = [random_resized_crop_box(jpegs, seed=10 + k) for k in range(crops)]
+            starts, ends = [b[2] for b in boxes], [b[3] for b in boxes]
             if n == 0:
-                return start, end, rows
-            return tuple(relabel_targets(rows, start, end, bank=bank, device=device,
+                return (*starts, *ends, rows)
+            if crops == 1:
+                starts, ends = starts[0], ends[0]
+            return tuple(relabel_targets(rows, starts, ends, bank=bank, device=device,
                                          config=TargetConfig(temperature=1.0 + 1e-6 * i))[0] for i in range(n))
 
         p = pipe()
@@ -125,6 +144,7 @@ def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, i
 
     without, with_ops = build(0), build(copies)
     return {"ms_per_batch": 1e3 * per_copy_seconds(with_ops, without, copies, rounds, iters), "copies": copies,
+            "crops_per_image": crops,
             "method": "(T(pipeline with R label branches) - T(without)) / R, medians over rounds"}
 
 
@@ -134,17 +154,24 @@ SKIP_BATCHES = 4  # per epoch, before timing starts (see steady_rate)
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=32, help="images per batch")
     ap.add_argument("--threads", type=int, default=2, help="DALI threads = DataLoader workers = torch threads")
     ap.add_argument("--images", type=int, default=1280, help="epoch size (copies of the 320 demo images)")
     ap.add_argument("--epochs", type=int, default=10, help="measured epochs per method (after one warm-up)")
-    ap.add_argument("--quick", action="store_true", help="2 measured epochs")
+    ap.add_argument("--quick", action="store_true", help="2 measured epochs, a short breakdown")
     ap.add_argument("--num-classes", type=int, default=1000,
                     help="C of synthetic ImageNet-like maps (default 1000); 0: the demo's own 10-class maps")
+    ap.add_argument("--crops", default="1,2,4,8", help="crops per image of the dali_relabel_x{n} rows ('' for none)")
+    ap.add_argument("--dali-ops", default="1,4",
+                    help="crops per image of the dali_ops_x{n} rows (DALI's resize; CPU only; '' for none)")
+    ap.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
+                    help="CPU time per crop, stage by stage (CPU only)")
     ap.add_argument("--data-dir", help="where the demo dataset is built or found (default: the cache)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     epochs = 2 if args.quick else args.epochs
+    args.crops = [int(c) for c in args.crops.split(",") if c.strip()]
+    args.dali_ops = [int(c) for c in args.dali_ops.split(",") if c.strip()] if args.device == "cpu" else []
     torch.set_num_threads(args.threads)
 
     work = Path(tempfile.mkdtemp(prefix="loader-bench-"))
@@ -154,14 +181,29 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def per_round_ratios(rates: dict, name: str, ref: str) -> tuple[float, list[float]]:
+    """Median over rounds of the ratio of crops/s within a round (methods ran back to back, which cancels the
+    slow drifts of a shared machine better than a ratio of medians), and the quartiles."""
+    ratios = [a[1] / b[1] for a, b in zip(rates[name], rates[ref])]
+    return statistics.median(ratios), (statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios)
+
+
 def measure(args, epochs: int, work: Path) -> int:
+    load_before = os.getloadavg()
     data = benchmark_data(work, num_images=args.images, num_classes=args.num_classes or None, data_dir=args.data_dir)
+    bank = work / "bank"
+
+    def relabel(crops, resampler="auto"):
+        return dali_relabel_epoch(data.images, data.labels, args.batch, args.threads, args.device, 1, bank,
+                                  data.num_classes, crops, resampler)
+
     runners = {
         "dali_no_labels": dali_no_labels(data.images, data.class_list, args.batch, args.threads, args.device, 1),
-        "dali_relabel": dali_relabel_epoch(data.images, data.labels, args.batch, args.threads, args.device, 1,
-                                           work / "bank", data.num_classes),
+        "dali_relabel": relabel(1),
         "torch_official": torch_official_epoch(data.images, data.maps, args.batch, args.threads, args.device,
                                                data.num_classes),
+        **{f"dali_relabel_x{n}": relabel(n) for n in args.crops},
+        **{f"dali_ops_x{n}": relabel(n, "dali") for n in args.dali_ops},
     }
     sync = torch.cuda.synchronize if args.device == "gpu" else None
     for run in runners.values():  # warm-up epoch: workers, allocations, first decode
@@ -171,29 +213,58 @@ def measure(args, epochs: int, work: Path) -> int:
     for _ in range(epochs):
         for name, run in runners.items():  # alternate methods so drifts hit all of them alike
             rates[name].append(steady_rate(run(), SKIP_BATCHES, sync))
-    rows = [{"method": name, "img_per_s": statistics.median(r), "runs": r} for name, r in rates.items()]
-    # Ratios: median over rounds of the ratio within a round (methods ran back to back), which cancels
-    # the slow drifts of a shared machine better than a ratio of medians.
-    for r in rows:
-        for ref in ("dali_no_labels", "torch_official"):
-            ratios = [a / b for a, b in zip(rates[r["method"]], rates[ref])]
-            r[f"vs_{ref}"] = statistics.median(ratios)
-            r[f"vs_{ref}_quartiles"] = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios
-    label_ops = label_ops_cost(data, args.batch, args.threads, args.device, work / "bank")
-    relabel_batch_ms = args.batch / next(r["img_per_s"] for r in rows if r["method"] == "dali_relabel") * 1e3
-    label_ops["pct_of_batch"] = 100 * label_ops["ms_per_batch"] / relabel_batch_ms
+    rows = []
+    for name, r in rates.items():
+        crops = int(name.rsplit("_x", 1)[1]) if "_x" in name else 1
+        row = {"method": name, "crops_per_image": crops, "crops_per_s": statistics.median(c for _, c in r),
+               "img_per_s": statistics.median(i for i, _ in r), "runs": [c for _, c in r],
+               "runs_img_per_s": [i for i, _ in r]}
+        refs = ["dali_no_labels", "torch_official"]
+        if name.startswith("dali_relabel_x") and "dali_relabel_x1" in rates:
+            refs.append("dali_relabel_x1")
+        if name.startswith("dali_ops_x") and "dali_ops_x1" in rates:
+            refs.append("dali_ops_x1")
+        for ref in refs:
+            row[f"vs_{ref}"], row[f"vs_{ref}_quartiles"] = per_round_ratios(rates, name, ref)
+        rows.append(row)
+    by_name = {r["method"]: r for r in rows}
+    label_ops = label_ops_cost(data, args.batch, args.threads, args.device, bank)
+    batch_ms = args.batch / by_name["dali_relabel"]["img_per_s"] * 1e3
+    label_ops["pct_of_batch"] = 100 * label_ops["ms_per_batch"] / batch_ms
+    label_ops_multi = {}
+    for n in [c for c in args.crops if c > 1]:
+        cost = label_ops_cost(data, args.batch, args.threads, args.device, bank, crops=n)
+        cost["pct_of_batch"] = 100 * cost["ms_per_batch"] / (args.batch / by_name[f"dali_relabel_x{n}"]["img_per_s"]
+                                                             * 1e3)
+        label_ops_multi[f"x{n}"] = cost
+    breakdown = None
+    if args.breakdown and args.device == "cpu":
+        breakdown = per_crop_breakdown(data, bank, crops=(1, 4), batch=args.batch, threads=args.threads,
+                                       rounds=3 if args.quick else 7, iters=10 if args.quick else 20)
+    load_after = os.getloadavg()
     config = {"device": args.device, "batch": args.batch, "threads_or_workers": args.threads,
               "images": data.num_images, "image_size": list(data.image_size), "jpeg_quality": 90,
               "epochs": epochs, "num_classes": data.num_classes, "map": list(data.map_shape),
-              "maps": "synthetic" if args.num_classes else "demo ground truth",
+              "maps": "synthetic" if args.num_classes else "demo ground truth", "crops": args.crops,
+              "dali_ops": args.dali_ops, "load_average_before": list(load_before),
+              "load_average_after": list(load_after),
               "timing": f"steady state: each epoch timed after its first {SKIP_BATCHES} batches"}
     path = write_result("loader_bench", {"device": args.device, "config": config, "rows": rows,
-                                         "label_ops": label_ops}, args.json)
-    print(markdown_table(rows, [("method", "method", ""), ("img_per_s", "img/s", ".0f"),
-                                ("vs_dali_no_labels", "÷ dali_no_labels", ".3f"),
-                                ("vs_torch_official", "÷ torch_official", ".2f")]))
+                                         "label_ops": label_ops, "label_ops_multi_crop": label_ops_multi,
+                                         "crop_cost_breakdown": breakdown}, args.json)
+    print(markdown_table(rows, [("method", "method", ""), ("crops_per_s", "crops/s", ".0f"),
+                                ("img_per_s", "img/s", ".0f"), ("vs_dali_no_labels", "÷ dali_no_labels", ".3f"),
+                                ("vs_torch_official", "÷ torch_official", ".2f"),
+                                ("vs_dali_relabel_x1", "÷ x1", ".2f"), ("vs_dali_ops_x1", "÷ dali_ops_x1", ".2f")]))
     print(f"\nlabel ops (lookup + label_pool) alone: {label_ops['ms_per_batch']:.3f} ms per batch of {args.batch} = "
           f"{label_ops['pct_of_batch']:.2f}% of dali_relabel's time per batch")
+    for name, cost in label_ops_multi.items():
+        print(f"label ops with {cost['crops_per_image']} crops per image: {cost['ms_per_batch']:.3f} ms per batch = "
+              f"{cost['pct_of_batch']:.2f}% of dali_relabel_{name}'s time per batch")
+    if breakdown:
+        print("\nCPU ms per crop, by stage (share of the total):\n" + breakdown_table(breakdown))
+    print(f"\nload average (1, 5, 15 min): before {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}, "
+          f"after {load_after[0]:.1f} {load_after[1]:.1f} {load_after[2]:.1f} on {os.cpu_count()} CPUs")
     print(f"written: {path}")
     return 0
 

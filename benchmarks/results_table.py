@@ -39,9 +39,21 @@ def _loader_bench(d: dict) -> str:
     vs_none = relabel.get("vs_dali_no_labels", r["dali_relabel"] / r["dali_no_labels"])
     ops = d.get("label_ops")
     ops_text = f"; label ops alone {ops['pct_of_batch']:.2f}% of a batch" if ops else ""
-    return (f"img/s: DALI no labels {r['dali_no_labels']:.0f}, ReLabelLoader {r['dali_relabel']:.0f}, official "
+    text = (f"img/s: DALI no labels {r['dali_no_labels']:.0f}, ReLabelLoader {r['dali_relabel']:.0f}, official "
             f"{r['torch_official']:.0f}: **{vs_official:.2f}×** the official loader, **{vs_none:.3f}×** no labels"
             f"{ops_text} ({c['device']}, B={c['batch']}, C={c['num_classes']})")
+    multi = [row for m, row in rows.items() if m.startswith("dali_relabel_x") and "vs_dali_relabel_x1" in row]
+    if multi:
+        crops = ", ".join(f"x{row['crops_per_image']} {row['crops_per_s']:.0f}" for row in multi)
+        x4 = rows.get("dali_relabel_x4")
+        x4_text = (f": x4 = **{x4['vs_dali_relabel_x1']:.2f}×** x1, **{x4['vs_torch_official']:.1f}×** official"
+                   if x4 else "")
+        ops4 = d.get("label_ops_multi_crop", {}).get("x4")
+        ops4_text = f", label ops {ops4['pct_of_batch']:.2f}% of an x4 batch" if ops4 else ""
+        plain = rows.get("dali_ops_x4")
+        plain_text = f" (DALI's resize: x4 = {plain['vs_dali_ops_x1']:.2f}× x1)" if plain else ""
+        text += f"; crops/s with n crops per image: {crops}{x4_text}{ops4_text}{plain_text}"
+    return text
 
 
 def _store_bench(d: dict) -> str:

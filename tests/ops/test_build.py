@@ -85,7 +85,7 @@ def test_operator_names_come_from_the_schemas():
     from dali_relabel.ops import sources
     from nvidia.dali import backend
 
-    assert sources.operator_classes() == ("CheckImage", "LabelPool", "Lookup")
+    assert sources.operator_classes() == ("CheckImage", "LabelPool", "Lookup", "ResizedCrop")
     assert sources.gpu_operator_classes() == ("LabelPool", "Lookup")
     registered = sorted(n[len("relabel__"):] for n in backend.RegisteredCPUOps() if n.startswith("relabel__"))
     assert list(sources.operator_classes()) == registered

@@ -1,0 +1,108 @@
+// cudasim internals shared by src/sim.cc (execution) and src/runtime.cc (runtime API): the
+// simulated device, what is known about each kernel, and a running block.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cudasim/sim.h"
+
+namespace cudasim::detail {
+
+struct DeviceProfile {
+  std::string name = "h200";
+  int cc_major = 9, cc_minor = 0;
+  int multiprocessors = 132;
+  unsigned int max_threads = 1024;
+  unsigned int max_block[3] = {1024, 1024, 64};
+  unsigned int max_grid[3] = {2147483647u, 65535u, 65535u};
+  size_t shared_per_block = 48 * 1024;  // without opt-in
+  size_t shared_optin = 232448;         // cudaDevAttrMaxSharedMemoryPerBlockOptin (227 KiB on sm_90)
+  size_t memory = size_t{16} << 30;
+  bool host_register_read_only = true;
+  bool host_register_fails = false;
+  double deadlock_seconds = 10.0;
+  double block_seconds = 300.0;  // a block that runs longer (without a fault) is an endless loop
+  int device_count = 1;
+};
+DeviceProfile &Device();
+
+struct StaticVar {
+  void *address;
+  size_t size, align;
+  const char *file;
+  int line;
+};
+
+struct KernelInfo {
+  bool discovered = false;
+  bool entered = false;
+  std::string name;
+  std::vector<StaticVar> vars;  // static __shared__ variables, in declaration order
+  bool uses_dynamic = false;
+  size_t static_shared = 0;
+  unsigned int launch_bounds = 0;
+  int max_dynamic = 0;  // cudaFuncAttributeMaxDynamicSharedMemorySize
+  bool max_dynamic_set = false;
+  std::set<unsigned int> block_sizes;
+};
+
+struct KernelRegistry {
+  std::mutex mutex;
+  std::map<KernelKey, KernelInfo> kernels;
+};
+KernelRegistry &Kernels();
+/// Runs the kernel up to its last __shared__ declaration once, learning its shared memory.
+KernelInfo &Discover(const KernelThunk &thunk);
+
+struct Arrival {
+  std::string site;
+  int tid;
+};
+
+/// A barrier among `members` threads (the block's __syncthreads, or a warp's shuffles).
+struct BarrierState {
+  int members = 0;
+  int arrived = 0;
+  uint64_t phase = 0;
+  int exited = 0;
+  int first_exited = -1;
+  std::vector<Arrival> arrivals;
+};
+
+constexpr size_t kShuffleBytesPerThread = 64;
+
+/// One running thread block; its lock guards the barriers and the fault.
+struct Block {
+  Block(const KernelInfo &k, const LaunchSite &s, uint3 idx, dim3 block_dim, dim3 grid_dim, void *dynamic,
+        size_t dynamic_size);
+
+  const KernelInfo *kernel;
+  LaunchSite site;
+  uint3 index;
+  dim3 dim, grid;
+  int threads;
+  void *dynamic_base;
+  size_t dynamic_bytes;
+  std::vector<unsigned char> shuffle;  // models warp registers for cub's warp reductions
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  BarrierState barrier;
+  std::vector<BarrierState> warps;
+  bool aborted = false;
+  std::string fault;
+};
+
+void SetLastError(cudaError_t error, const std::string &detail);
+void RecordLaunch(const LaunchRecord &record);
+/// Whether a kernel may dereference `p`: inside a cudaMalloc, cudaHostAlloc or cudaHostRegister range.
+bool DeviceAccessible(const void *p);
+void SetFatal(std::function<void(const std::string &)> handler);
+
+}  // namespace cudasim::detail

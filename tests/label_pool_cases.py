@@ -61,13 +61,18 @@ def good_sample(h=3, w=4, k=2):
     return s, c, np.array([0.1, 0.2], np.float32), np.array([0.9, 0.8], np.float32)
 
 
-def two_samples_with(**changes):
-    """Batch of two good samples where sample 1 has the given field replaced."""
+def two_samples_with(score_dtype=np.float32, **changes):
+    """Batch of two good samples (scores of ``score_dtype``) where sample 1 has the given field replaced."""
     first, second = list(good_sample()), list(good_sample())
+    first[0], second[0] = first[0].astype(score_dtype), second[0].astype(score_dtype)
     names = ["scores", "classes", "start", "end"]
     for key, value in changes.items():
         second[names.index(key)] = value
     return [list(x) for x in zip(first, second)]
+
+
+def _f16_scores_with(entry: int, value: float) -> np.ndarray:
+    return np.where(np.arange(24).reshape(3, 4, 2) == entry, value, 1).astype(np.float16)
 
 
 # Bad inputs (sample 1 of two) and the message each must produce, on both backends.
@@ -92,6 +97,13 @@ BAD_INPUTS = [
      r"sample 1: crop box .* leaves the image on the y axis; corners are normalized \(y, x\) in \[0, 1\]"),
     (dict(end=np.array([0.9, 1.01], np.float32)), r"sample 1: crop box .* leaves the image on the x axis"),
     (dict(end=np.array([np.nan, 0.5], np.float32)), r"sample 1: crop box corner is not finite"),
+    # float16 maps: the finiteness check reads the bits (exponent all ones = inf or NaN).
+    (dict(score_dtype=np.float16, scores=_f16_scores_with(5, np.inf)),
+     r"sample 1: score at \(row 0, col 2, k 1\) is not finite \(inf\)"),
+    (dict(score_dtype=np.float16, scores=_f16_scores_with(9, -np.inf)),
+     r"sample 1: score at \(row 1, col 0, k 1\) is not finite \(-inf\)"),
+    (dict(score_dtype=np.float16, scores=_f16_scores_with(22, np.nan)),
+     r"sample 1: score at \(row 2, col 3, k 0\) is not finite \(nan\)"),
 ]
 BAD_INPUT_IDS = ["shape-mismatch", "empty", "class-too-big", "class-negative", "nan", "inf", "empty-x", "empty-y",
-        "below-0", "above-1", "nan-box"]
+                 "below-0", "above-1", "nan-box", "f16-inf", "f16-neg-inf", "f16-nan"]

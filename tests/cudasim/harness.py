@@ -16,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -66,8 +67,23 @@ def sim_sources() -> list[Path]:
     return sorted((SIM / "src").glob("*.cc")) + sorted((SIM / "selftest").glob("*.cu"))
 
 
-def _headers() -> list[Path]:
-    return sorted([*CSRC.rglob("*.h"), *(SIM / "include").rglob("*")])
+_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
+
+
+def _dependencies(text: str, include_dirs: list[Path], headers: dict[Path, bytes]) -> list[Path]:
+    """The project headers a source includes, transitively (system headers are not followed)."""
+    seen: dict[Path, None] = {}
+    stack = [text]
+    while stack:
+        for name in _INCLUDE.findall(stack.pop()):
+            for d in include_dirs:
+                p = d / name
+                if p in headers or p.is_file():
+                    if p not in seen:
+                        seen[p] = None
+                        stack.append(headers[p].decode() if p in headers else p.read_text())
+                    break
+    return sorted(seen)
 
 
 def _sha(*parts: bytes | str) -> str:
@@ -110,12 +126,7 @@ def build(variant: str = "plain", overrides: dict[str, str] | None = None) -> Bi
     flags = COMMON + VARIANTS[variant]
     root = cache_dir()
     (root / "obj").mkdir(parents=True, exist_ok=True)
-    header_text = {p: p.read_bytes() for p in _headers() if p.is_file()}
-    for rel, text in overrides.items():
-        if rel.endswith(".h"):
-            header_text[CSRC / rel] = text.encode()
-    header_key = _sha(*[f"{p}".encode() + b"\0" + t for p, t in sorted(header_text.items())])
-    base_key = _sha(str(RECIPE), cxx, _compiler_version(cxx), " ".join(flags), header_key)
+    base_key = _sha(str(RECIPE), cxx, _compiler_version(cxx), " ".join(flags))
 
     with tempfile.TemporaryDirectory(prefix="cudasim-") as tmp:
         tmp = Path(tmp)
@@ -124,7 +135,10 @@ def build(variant: str = "plain", overrides: dict[str, str] | None = None) -> Bi
             if rel.endswith(".h"):
                 (overlay / rel).parent.mkdir(parents=True, exist_ok=True)
                 (overlay / rel).write_text(text)
-        includes = [f"-I{SIM / 'include'}", f"-I{overlay}", f"-I{CSRC}"]
+        include_dirs = [SIM / "include", overlay, CSRC]
+        includes = [f"-I{d}" for d in include_dirs]
+        # Mutated headers are read from the overlay; an object's key covers the headers it includes.
+        headers = {overlay / rel: text.encode() for rel, text in overrides.items() if rel.endswith(".h")}
 
         jobs = []
         for src in [*sim_sources(), *operator_sources()]:
@@ -138,7 +152,10 @@ def build(variant: str = "plain", overrides: dict[str, str] | None = None) -> Bi
                 except RewriteError as e:
                     raise BuildError(f"rewrite.py: {e}") from None
                 defines = ["-D__CUDACC__", "-DCUDASIM"]
-            key = _sha(base_key, label, " ".join(defines), text)
+            deps = _dependencies(text, include_dirs, headers)
+            dep_key = _sha(*[str(p.relative_to(p.parents[len(p.parents) - 1])) for p in deps],
+                           *[headers[p] if p in headers else p.read_bytes() for p in deps])
+            key = _sha(base_key, label, " ".join(defines), text, dep_key)
             obj = root / "obj" / f"{key}.o"
             jobs.append((label, text, defines, obj))
 
@@ -364,7 +381,7 @@ def _parse(stdout: str, data: bytes, returncode: int, stderr: str, seconds: floa
         elif w[0] == "launch" and current is not None:
             current.launches.append(Launch(_dec(w[1]), _dec(w[2]), tuple(map(int, w[3].split(","))),
                                            tuple(map(int, w[4].split(","))), int(w[5]), w[6]))
-        elif w[0] == "created":
+        elif w[0] in ("created", "failed"):
             pass
         elif w[0] == "stats":
             stats = {w[j]: int(w[j + 1]) for j in range(1, len(w) - 1, 2)}

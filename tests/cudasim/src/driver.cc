@@ -12,7 +12,7 @@
 //     arg NAME i|f|b|s VALUE       constant argument (int, float, bool, string)
 //     arg NAME l N V1 .. VN        list of numbers
 //     arg NAME tensor              per-sample argument input (given with each run)
-//   end                            -> "created ID" or "result ID error MESSAGE"
+//   end                            -> "created ID" or "failed ID MESSAGE" (then reported by each run)
 //   run TAG OPID BATCH             run an operator; its data follows, then `endrun`:
 //     in INDEX DTYPE NDIM D.. OFF  one sample of input INDEX (in sample order)
 //     argin NAME DTYPE NDIM D.. OFF one sample of an argument input
@@ -231,7 +231,9 @@ class Driver {
       ops_[id] = Operator{backend, dali::OperatorRegistry::Create(schema, backend, spec)};
       std::cout << "created " << id << "\n";
     } catch (const std::exception &e) {
-      std::cout << "result " << id << " error " << Encode(e.what()) << "\n";
+      // Reported with each run of the operator (DALI raises such errors when the pipeline is built).
+      creation_errors_[id] = e.what();
+      std::cout << "failed " << id << " " << Encode(e.what()) << "\n";
     }
   }
 
@@ -344,6 +346,7 @@ class Driver {
     cudasim::TakeLaunches();
     try {
       auto it = ops_.find(opid);
+      if (it == ops_.end() && creation_errors_.count(opid)) throw std::invalid_argument(creation_errors_[opid]);
       if (it == ops_.end()) throw std::invalid_argument("driver: no operator " + opid);
       if (it->second.backend == "gpu")
         RunTyped<dali::GPUBackend>(it->second, batch, inputs, arg_inputs, misalign);
@@ -392,6 +395,7 @@ class Driver {
   std::unique_ptr<dali::ThreadPool> pool_ = std::make_unique<dali::ThreadPool>(2);
   cudaStream_t stream_ = nullptr;
   std::map<std::string, Operator> ops_;
+  std::map<std::string, std::string> creation_errors_;
   std::string running_tag_ = "-";
 };
 

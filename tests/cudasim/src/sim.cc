@@ -3,7 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -137,26 +141,40 @@ std::string Where(const Block &b, int tid) {
   return ss.str();
 }
 
+void Wake(BarrierState &s) {
+  s.epoch.fetch_add(1, std::memory_order_release);
+  FutexWakeAll(s.epoch);
+}
+
 // Records the first fault of the block and wakes every waiting thread (they unwind).
 void FaultLocked(Block &b, const std::string &what) {
   if (!b.aborted) {
     b.aborted = true;
     b.fault = what;
+    b.aborting.store(true, std::memory_order_release);
   }
-  b.cv.notify_all();
+  Wake(b.barrier);
+  for (BarrierState &w : b.warps) Wake(w);
 }
 
-std::string ArrivalSummary(const std::vector<Arrival> &arrivals, const dim3 &dim) {
-  std::map<std::string, std::pair<int, int>> by_site;  // site -> (count, first tid)
-  for (const Arrival &a : arrivals) {
-    auto &e = by_site[a.site];
-    if (e.first++ == 0) e.second = a.tid;
+std::string SiteText(const Arrival &a) {
+  return std::string(a.file) + ":" + std::to_string(a.line) + (a.in_cub ? " (inside cub::BlockReduce)" : "");
+}
+
+// "N threads at file:line (first: thread (x, y, z)); ..." for the members waiting in `phase`.
+std::string ArrivalSummary(const BarrierState &s, uint32_t phase, int first_tid, const dim3 &dim) {
+  std::map<std::string, std::pair<int, int>> by_site;  // site -> (count, first member)
+  for (int m = 0; m < s.members; ++m) {
+    const Arrival &a = s.arrivals[m];
+    if (a.phase != phase) continue;
+    auto &e = by_site[SiteText(a)];
+    if (e.first++ == 0) e.second = m;
   }
   std::ostringstream ss;
   bool first = true;
   for (const auto &[site, e] : by_site) {
     ss << (first ? "" : "; ") << e.first << " thread" << (e.first == 1 ? "" : "s") << " at " << site
-       << " (first: thread " << Dim(ThreadIndex(e.second, dim)) << ")";
+       << " (first: thread " << Dim(ThreadIndex(first_tid + e.second, dim)) << ")";
     first = false;
   }
   return ss.str();
@@ -167,61 +185,89 @@ std::chrono::steady_clock::duration DeadlockTimeout() {
       std::chrono::duration<double>(Device().deadlock_seconds));
 }
 
-// A barrier among `members` threads (the block, or one warp): all must arrive, from the same
-// source line, and none may have returned. Called with the block's lock held.
-void BarrierLocked(std::unique_lock<std::mutex> &lock, Block &b, BarrierState &s, const std::string &site,
-                   const char *what) {
+constexpr uint64_t kExitUnit = uint64_t{1} << 32;
+
+// A barrier among the members of `s` (the block, or one warp; `member` is the caller's index in
+// it, `first_tid` the block-linear index of member 0): all must arrive, from the same source
+// line, and none may have returned. With `wait` false the caller only arrives (its writes are
+// published to whoever waits) and goes on.
+void Barrier(Block &b, BarrierState &s, int member, int first_tid, const char *file, int line, bool in_cub,
+             const char *what, bool wait = true) {
   const int tid = current_tid;
-  if (b.aborted) throw Abort{};
-  if (s.exited > 0) {
+  if (b.aborting.load(std::memory_order_acquire)) throw Abort{};
+  const uint32_t phase = s.open_phase.load(std::memory_order_acquire);
+  s.arrivals[member] = Arrival{file, line, in_cub, phase};
+  const uint64_t before = s.counts.fetch_add(1, std::memory_order_acq_rel);
+  const uint32_t exited = static_cast<uint32_t>(before >> 32);
+  if (exited > 0) {
+    std::lock_guard<std::mutex> guard(b.mutex);
     std::ostringstream ss;
-    ss << "cudasim: " << what << " at " << site << " reached after " << s.exited << " of " << s.members
-       << " threads had returned from the kernel (first: thread " << Dim(ThreadIndex(s.first_exited, b.dim))
-       << "); every thread must reach every barrier. In " << Where(b, tid);
+    ss << "cudasim: " << what << " at " << SiteText(s.arrivals[member]) << " reached after " << exited << " of "
+       << s.members << " threads had returned from the kernel (first: thread "
+       << Dim(ThreadIndex(s.first_exited.load(), b.dim)) << "); every thread must reach every barrier. In "
+       << Where(b, tid);
     FaultLocked(b, ss.str());
     throw Abort{};
   }
-  s.arrivals.push_back(Arrival{site, tid});
-  if (++s.arrived == s.members) {
-    const bool divergent = std::any_of(s.arrivals.begin(), s.arrivals.end(),
-                                       [&](const Arrival &a) { return a.site != s.arrivals.front().site; });
+  if (static_cast<uint32_t>(before) + 1 == static_cast<uint32_t>(s.members)) {
+    // The last arrival: check that everyone waits at the same line, then open.
+    const Arrival &a0 = s.arrivals[0];
+    bool divergent = false;
+    for (int m = 1; m < s.members && !divergent; ++m)
+      divergent = s.arrivals[m].line != a0.line || std::strcmp(s.arrivals[m].file, a0.file) != 0;
     if (divergent) {
+      std::lock_guard<std::mutex> guard(b.mutex);
       std::ostringstream ss;
       ss << "cudasim: divergent " << what << ": the threads of one block wait at different barriers: "
-         << ArrivalSummary(s.arrivals, b.dim) << ". In " << Where(b, -1);
+         << ArrivalSummary(s, phase, first_tid, b.dim) << ". In " << Where(b, -1);
       FaultLocked(b, ss.str());
     }
-    s.arrived = 0;
-    s.arrivals.clear();
-    ++s.phase;
-    b.cv.notify_all();
-    if (b.aborted) throw Abort{};
+    s.counts.fetch_sub(static_cast<uint64_t>(s.members), std::memory_order_relaxed);
+    s.open_phase.store(phase + 1, std::memory_order_release);
+    Wake(s);
+    if (b.aborting.load(std::memory_order_acquire)) throw Abort{};
     return;
   }
-  const uint64_t phase = s.phase;
+  if (!wait) return;  // an arrival that need not see the others' writes (see CubWarpGather)
   const auto deadline = std::chrono::steady_clock::now() + DeadlockTimeout();
-  while (s.phase == phase && !b.aborted) {
-    if (b.cv.wait_until(lock, deadline) == std::cv_status::timeout && s.phase == phase && !b.aborted) {
+  for (;;) {
+    const uint32_t epoch = s.epoch.load(std::memory_order_acquire);
+    if (s.open_phase.load(std::memory_order_acquire) != phase) break;
+    if (b.aborting.load(std::memory_order_acquire)) throw Abort{};
+    const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      std::lock_guard<std::mutex> guard(b.mutex);
+      if (s.open_phase.load(std::memory_order_acquire) != phase || b.aborted) continue;
+      const uint32_t arrived = static_cast<uint32_t>(s.counts.load(std::memory_order_acquire));
       std::ostringstream ss;
-      ss << "cudasim: deadlock: " << s.arrived << " of " << s.members << " threads waited "
-         << Device().deadlock_seconds << " s at " << what << " (" << ArrivalSummary(s.arrivals, b.dim)
-         << "); the other " << s.members - s.arrived
+      ss << "cudasim: deadlock: " << arrived << " of " << s.members << " threads waited "
+         << Device().deadlock_seconds << " s at " << what << " (" << ArrivalSummary(s, phase, first_tid, b.dim)
+         << "); the other " << s.members - static_cast<int>(arrived)
          << " neither arrived nor returned (an endless loop, or waiting for the waiting threads). In "
          << Where(b, -1);
       FaultLocked(b, ss.str());
+      throw Abort{};
     }
+    FutexWait(s.epoch, epoch, left);
   }
-  if (b.aborted) throw Abort{};
+  if (b.aborting.load(std::memory_order_acquire)) throw Abort{};
 }
 
-void ExitLocked(Block &b, BarrierState &s, int tid, const char *what) {
-  ++s.exited;
-  if (s.exited == 1) s.first_exited = tid;
-  if (s.arrived > 0 && !b.aborted) {
+// Member `member` of `s` returned from the kernel; faults if others wait at the barrier.
+void Exit(Block &b, BarrierState &s, int member, int first_tid, const char *what) {
+  const int tid = first_tid + member;
+  int none = -1;
+  s.first_exited.compare_exchange_strong(none, tid);
+  const uint64_t before = s.counts.fetch_add(kExitUnit, std::memory_order_acq_rel);
+  const uint32_t waiting = static_cast<uint32_t>(before);
+  if (waiting > 0) {
+    std::lock_guard<std::mutex> guard(b.mutex);
+    if (b.aborted) return;
     std::ostringstream ss;
-    ss << "cudasim: thread " << Dim(ThreadIndex(tid, b.dim)) << " returned from the kernel while " << s.arrived
-       << " thread" << (s.arrived == 1 ? "" : "s") << " wait at " << what << " ("
-       << ArrivalSummary(s.arrivals, b.dim) << "); every thread must reach every barrier. In " << Where(b, -1);
+    ss << "cudasim: thread " << Dim(ThreadIndex(tid, b.dim)) << " returned from the kernel while " << waiting
+       << " thread" << (waiting == 1 ? "" : "s") << " wait at " << what << " ("
+       << ArrivalSummary(s, s.open_phase.load(std::memory_order_acquire), first_tid, b.dim)
+       << "); every thread must reach every barrier. In " << Where(b, -1);
     FaultLocked(b, ss.str());
   }
 }
@@ -231,7 +277,6 @@ Block &CurrentBlock(const char *what) {
   return *current_block;
 }
 
-std::string Site(const char *file, int line) { return std::string(file) + ":" + std::to_string(line); }
 
 }  // namespace
 
@@ -247,7 +292,7 @@ void *BlockShuffleScratch(size_t bytes_per_thread) {
 void CheckCubBlockSize(const char *what, int expected_threads, const std::source_location &where) {
   Block &b = CurrentBlock(what);
   if (b.threads == expected_threads) return;
-  std::unique_lock<std::mutex> lock(b.mutex);
+  std::lock_guard<std::mutex> guard(b.mutex);
   std::ostringstream ss;
   ss << "cudasim: " << what << " for " << expected_threads << " threads used at " << where.file_name() << ":"
      << where.line() << " in a block of " << b.threads << " threads " << Dim(b.dim)
@@ -258,16 +303,14 @@ void CheckCubBlockSize(const char *what, int expected_threads, const std::source
 
 void CubBarrier(const std::source_location &where) {
   Block &b = CurrentBlock("cub::BlockReduce");
-  std::unique_lock<std::mutex> lock(b.mutex);
-  BarrierLocked(lock, b, b.barrier, Site(where.file_name(), where.line()) + " (inside cub::BlockReduce)",
-                "__syncthreads");
+  Barrier(b, b.barrier, current_tid, 0, where.file_name(), static_cast<int>(where.line()), true, "__syncthreads");
 }
 
-void CubWarpSync(const std::source_location &where) {
+void CubWarpGather(const std::source_location &where) {
   Block &b = CurrentBlock("cub::BlockReduce");
-  std::unique_lock<std::mutex> lock(b.mutex);
-  BarrierLocked(lock, b, b.warps[current_tid / 32], Site(where.file_name(), where.line()) + " (inside cub::BlockReduce)",
-                "a warp shuffle");
+  const int warp = current_tid / 32, lane = current_tid % 32;
+  Barrier(b, b.warps[warp], lane, warp * 32, where.file_name(), static_cast<int>(where.line()), true,
+          "a warp shuffle", /*wait=*/lane == 0);
 }
 
 // --- the worker pool: one OS thread per CUDA thread of a block, reused ----------------------------
@@ -277,29 +320,31 @@ namespace {
 class WorkerPool {
  public:
   static WorkerPool &Get() {
-    static auto *pool = new WorkerPool;  // leaked: workers block on its members until exit
+    static auto *pool = new WorkerPool;  // leaked: workers sleep on its members until exit
     return *pool;
   }
 
   /// Runs `b.threads` CUDA threads of block `b` concurrently; returns when all have returned.
   void Run(Block &b, const std::function<void()> &body) {
     Grow(b.threads);
-    {
-      std::lock_guard<std::mutex> guard(mutex_);
-      job_ = &b;
-      body_ = &body;
-      done_ = 0;
-      ++generation_;
+    job_ = &b;
+    body_ = &body;
+    done_.store(0, std::memory_order_relaxed);
+    // Each worker sleeps on its own word: wake exactly the block's threads.
+    for (int i = 0; i < b.threads; ++i) {
+      workers_[i]->go.fetch_add(1, std::memory_order_release);
+      FutexWakeAll(workers_[i]->go);
     }
-    start_.notify_all();
-    std::unique_lock<std::mutex> lock(mutex_);
     auto last_progress = std::chrono::steady_clock::now();
-    int last_done = 0;
-    while (done_ < b.threads) {
-      done_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    uint32_t last_done = 0;
+    for (;;) {
+      const uint32_t done = done_.load(std::memory_order_acquire);
+      if (done == static_cast<uint32_t>(b.threads)) break;
+      FutexWait(done_, done, 0.2);
       const auto now = std::chrono::steady_clock::now();
-      if (done_ != last_done) {
-        last_done = done_;
+      const uint32_t now_done = done_.load(std::memory_order_acquire);
+      if (now_done != last_done) {
+        last_done = now_done;
         last_progress = now;
         continue;
       }
@@ -315,8 +360,8 @@ class WorkerPool {
       const double grace = aborted ? Device().deadlock_seconds + 2.0 : Device().block_seconds;
       if (now - last_progress > std::chrono::duration<double>(grace)) {
         std::ostringstream ss;
-        ss << (aborted ? fault + "\n" : std::string()) << "cudasim: " << b.threads - done_ << " of " << b.threads
-           << " threads did not return within " << grace << " s"
+        ss << (aborted ? fault + "\n" : std::string()) << "cudasim: " << b.threads - now_done << " of "
+           << b.threads << " threads did not return within " << grace << " s"
            << (aborted ? " after the fault (stuck outside any barrier)" : " (an endless loop?)") << ". In "
            << Where(b, -1) << ". Exiting: the stuck OS threads cannot be stopped.";
         Fatal(ss.str());
@@ -327,26 +372,28 @@ class WorkerPool {
   }
 
  private:
+  struct Worker {
+    std::atomic<uint32_t> go{0};
+  };
+
   void Grow(int n) {
-    while (static_cast<int>(workers_) < n) {
-      const int index = static_cast<int>(workers_++);
-      std::thread([this, index] { Work(index); }).detach();
+    while (static_cast<int>(workers_.size()) < n) {
+      workers_.push_back(std::make_unique<Worker>());
+      Worker *w = workers_.back().get();
+      const int index = static_cast<int>(workers_.size()) - 1;
+      std::thread([this, w, index] { Work(*w, index); }).detach();
     }
   }
 
-  void Work(int index) {
-    uint64_t seen = 0;
+  void Work(Worker &self, int index) {
+    uint32_t seen = 0;
     for (;;) {
-      Block *b;
-      const std::function<void()> *body;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        start_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-        b = job_;
-        body = body_;
-      }
-      if (!b || index >= b->threads) continue;
+      uint32_t go;
+      while ((go = self.go.load(std::memory_order_acquire)) == seen) FutexWait(self.go, seen, 3600.0);
+      seen = go;
+      Block *b = job_;
+      const std::function<void()> *body = body_;
+      const uint32_t threads = static_cast<uint32_t>(b->threads);  // b may be gone once all are done
       threadIdx = ThreadIndex(index, b->dim);
       blockIdx = b->index;
       blockDim = b->dim;
@@ -364,28 +411,19 @@ class WorkerPool {
         std::lock_guard<std::mutex> guard(b->mutex);
         FaultLocked(*b, "cudasim: unknown exception in a kernel thread. In " + Where(*b, index));
       }
-      {
-        std::lock_guard<std::mutex> guard(b->mutex);
-        ExitLocked(*b, b->barrier, index, "__syncthreads");
-        ExitLocked(*b, b->warps[index / 32], index, "a warp shuffle");
-        b->cv.notify_all();
-      }
+      Exit(*b, b->barrier, index, 0, "__syncthreads");
+      Exit(*b, b->warps[index / 32], index % 32, index / 32 * 32, "a warp shuffle");
       current_block = nullptr;
       current_tid = -1;
-      {
-        std::lock_guard<std::mutex> guard(mutex_);
-        if (++done_ == b->threads) done_cv_.notify_all();
-      }
+      if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == threads) FutexWakeAll(done_);
     }
   }
 
-  std::mutex mutex_;
-  std::condition_variable start_, done_cv_;
-  uint64_t generation_ = 0;
+  // Written by the launcher before the workers' `go` (release) and read after it (acquire).
   Block *job_ = nullptr;
   const std::function<void()> *body_ = nullptr;
-  int done_ = 0;
-  size_t workers_ = 0;
+  std::atomic<uint32_t> done_{0};
+  std::vector<std::unique_ptr<Worker>> workers_;  // grown by the launcher only, between blocks
 };
 
 // Dynamic shared memory of exactly the launch's size. Plain builds surround it with canaries
@@ -556,24 +594,32 @@ Block::Block(const KernelInfo &k, const LaunchSite &s, uint3 idx, dim3 block_dim
       threads(static_cast<int>(block_dim.x * block_dim.y * block_dim.z)),
       dynamic_base(dynamic),
       dynamic_bytes(dynamic_size),
-      shuffle(static_cast<size_t>(threads) * kShuffleBytesPerThread) {
-  barrier.members = threads;
-  for (int w = 0; w * 32 < threads; ++w) {
-    BarrierState s;
-    s.members = std::min(32, threads - w * 32);
-    warps.push_back(s);
-  }
+      shuffle(static_cast<size_t>(threads) * kShuffleBytesPerThread),
+      barrier(threads) {
+  for (int w = 0; w * 32 < threads; ++w) warps.emplace_back(std::min(32, threads - w * 32));
 }
 
 void SetFatal(std::function<void(const std::string &)> handler) { FatalHandler() = std::move(handler); }
+
+void FutexWait(std::atomic<uint32_t> &word, uint32_t expected, double seconds) {
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
+  if (seconds <= 0) return;
+  timespec t;
+  t.tv_sec = static_cast<time_t>(seconds);
+  t.tv_nsec = static_cast<long>((seconds - static_cast<double>(t.tv_sec)) * 1e9);
+  syscall(SYS_futex, reinterpret_cast<uint32_t *>(&word), FUTEX_WAIT_PRIVATE, expected, &t, nullptr, 0);
+}
+
+void FutexWakeAll(std::atomic<uint32_t> &word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t *>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
 
 }  // namespace detail
 
 void syncthreads(const char *file, int line) {
   using namespace detail;
   Block &b = CurrentBlock("__syncthreads");
-  std::unique_lock<std::mutex> lock(b.mutex);
-  BarrierLocked(lock, b, b.barrier, Site(file, line), "__syncthreads");
+  Barrier(b, b.barrier, current_tid, 0, file, line, false, "__syncthreads");
 }
 
 void SetFatalHandler(std::function<void(const std::string &)> handler) { detail::SetFatal(std::move(handler)); }

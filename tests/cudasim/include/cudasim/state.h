@@ -2,7 +2,7 @@
 // simulated device, what is known about each kernel, and a running block.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -60,19 +60,30 @@ KernelRegistry &Kernels();
 /// Runs the kernel up to its last __shared__ declaration once, learning its shared memory.
 KernelInfo &Discover(const KernelThunk &thunk);
 
+/// Where a thread waits: the barrier's source line (the caller's, for cub's internal ones).
 struct Arrival {
-  std::string site;
-  int tid;
+  const char *file = nullptr;
+  int line = 0;
+  bool in_cub = false;
+  uint32_t phase = ~0u;  // the barrier phase this record belongs to
 };
 
-/// A barrier among `members` threads (the block's __syncthreads, or a warp's shuffles).
+/// A barrier among `members` threads (the block's __syncthreads, or a warp's shuffles), without
+/// locks on the fast path: `counts` packs the arrivals of the open phase (low 32 bits) and the
+/// members that returned (high 32 bits), so an arrival and a return always see each other.
+/// Waiters sleep on `epoch` (a futex), which changes when the barrier opens or the block faults.
+/// The arrivals' acq_rel increments and the release store of `open_phase` by the last arrival
+/// order every thread's writes before the barrier with all reads after it (ThreadSanitizer
+/// sees that too).
 struct BarrierState {
-  int members = 0;
-  int arrived = 0;
-  uint64_t phase = 0;
-  int exited = 0;
-  int first_exited = -1;
-  std::vector<Arrival> arrivals;
+  explicit BarrierState(int n) : members(n), arrivals(n) {}
+  BarrierState(BarrierState &&o) noexcept : members(o.members), arrivals(std::move(o.arrivals)) {}
+  int members;
+  std::vector<Arrival> arrivals;  // by member index; written by each member before it arrives
+  std::atomic<uint64_t> counts{0};
+  std::atomic<uint32_t> open_phase{0};
+  std::atomic<uint32_t> epoch{0};
+  std::atomic<int> first_exited{-1};
 };
 
 constexpr size_t kShuffleBytesPerThread = 64;
@@ -91,13 +102,18 @@ struct Block {
   size_t dynamic_bytes;
   std::vector<unsigned char> shuffle;  // models warp registers for cub's warp reductions
 
-  std::mutex mutex;
-  std::condition_variable cv;
+  std::mutex mutex;  // guards the fault
   BarrierState barrier;
   std::vector<BarrierState> warps;
-  bool aborted = false;
+  bool aborted = false;  // guarded by mutex; `aborting` mirrors it for lock-free checks
+  std::atomic<bool> aborting{false};
   std::string fault;
 };
+
+/// Sleeps while `word` holds `expected`, at most `seconds` (a Linux futex; spurious wakeups
+/// and early returns are allowed: callers re-check their condition).
+void FutexWait(std::atomic<uint32_t> &word, uint32_t expected, double seconds);
+void FutexWakeAll(std::atomic<uint32_t> &word);
 
 void SetLastError(cudaError_t error, const std::string &detail);
 void RecordLaunch(const LaunchRecord &record);

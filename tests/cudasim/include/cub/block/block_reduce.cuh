@@ -4,7 +4,7 @@
 // Real cub cannot run on a CPU (its warp reductions are inline PTX). This one reduces in the
 // same two stages as cub's default algorithm (BLOCK_REDUCE_WARP_REDUCTIONS): each warp's lane 0
 // combines its 32 values (the warp shuffles are modelled by a per-block scratch area outside
-// TempStorage and a barrier among the warp's threads only), writes the warp aggregate into
+// TempStorage, synchronized among the warp's threads only), writes the warp aggregate into
 // TempStorage.warp_aggregates, and after one block-wide barrier thread 0 combines the
 // aggregates. So, as with cub, two reductions on one TempStorage race unless a barrier
 // separates them. Threads other than 0 get NaN (or all-ones bytes)
@@ -51,8 +51,9 @@ void *BlockShuffleScratch(size_t bytes_per_thread);
 void CheckCubBlockSize(const char *what, int expected_threads, const std::source_location &where);
 // A barrier recorded at the caller's line (the reduction's internal __syncthreads).
 void CubBarrier(const std::source_location &where);
-// A barrier among the threads of the caller's warp only (what the warp shuffles synchronize).
-void CubWarpSync(const std::source_location &where);
+// The warp shuffles' synchronization: every lane of the caller's warp arrives; lane 0 waits
+// until all have (it then reads their values), the others go on.
+void CubWarpGather(const std::source_location &where);
 }  // namespace cudasim::detail
 
 namespace cub {
@@ -132,15 +133,15 @@ class BlockReduce {
     // combines its warp's valid values into the warp's aggregate in TempStorage.
     T *lanes = static_cast<T *>(::cudasim::detail::BlockShuffleScratch(sizeof(T)));
     lanes[tid] = input;
-    ::cudasim::detail::CubWarpSync(where_);
+    ::cudasim::detail::CubWarpGather(where_);
     if (tid % 32 == 0 && tid < num_valid) {
       T acc = lanes[tid];
       for (int lane = 1; lane < 32 && tid + lane < num_valid && tid + lane < kThreads; ++lane)
         acc = op(acc, lanes[tid + lane]);
       storage_.warp_aggregates[tid / 32] = acc;
     }
-    ::cudasim::detail::CubWarpSync(where_);  // the lanes are read before the next reduction writes them
-    // Stage 2, as in cub: one barrier, then thread 0 combines the warp aggregates.
+    // Stage 2, as in cub: one barrier, then thread 0 combines the warp aggregates. (Lane 0 has
+    // read the lanes before it reaches this barrier, so the next reduction may overwrite them.)
     ::cudasim::detail::CubBarrier(where_);
     if (tid != 0) return Poison();
     T acc = storage_.warp_aggregates[0];

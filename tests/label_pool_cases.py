@@ -21,6 +21,11 @@ SPECIAL_BOXES = [
 
 SCORE_CLASS_DTYPES = [(np.float32, np.int32), (np.float16, np.int16), (np.float16, np.int32), (np.float32, np.int16)]
 
+# label_type x output: every mode the operator has.
+MODES = [("localized_multi", "probabilities"), ("localized_single", "probabilities"),
+         ("global_multi", "probabilities"), ("global_single", "probabilities"),
+         ("localized_multi", "logits"), ("global_multi", "logits")]
+
 
 def make_batch(seed: int, h: int, w: int, k: int, num_classes: int, score_dtype=np.float32, class_dtype=np.int32,
                n_random: int = 6):

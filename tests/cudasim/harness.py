@@ -234,11 +234,16 @@ class Result:
 @dataclasses.dataclass
 class RunOutput:
     results: dict[str, Result]
-    stats: dict[str, int]
+    stats_history: list[dict[str, int]]  # one per `stats` command, in order
     kernels: list[tuple[str, int, bool, int, int]]
     returncode: int
     stderr: str
     seconds: float
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The last `stats` the driver printed."""
+        return self.stats_history[-1]
 
     def __getitem__(self, tag: str) -> Result:
         if tag not in self.results:
@@ -296,8 +301,9 @@ class Session:
         return self
 
     def run(self, tag: str, op_id: str, inputs=(), arg_inputs=None, batch: int | None = None,
-            misalign: int = 0) -> Session:
-        """Runs operator ``op_id``: ``inputs[i]`` is the list of samples of input i."""
+            misalign: tuple[int, ...] = ()) -> Session:
+        """Runs operator ``op_id``: ``inputs[i]`` is the list of samples of input i; output i's samples
+        start ``misalign[i]`` bytes past an aligned address."""
         n = batch if batch is not None else (len(inputs[0]) if inputs else
                                              len(next(iter((arg_inputs or {}).values()))))
         self.lines.append(f"run {tag} {op_id} {n}")
@@ -307,8 +313,8 @@ class Session:
         for name, samples in (arg_inputs or {}).items():
             for s in samples:
                 self.lines.append(f"argin {name} {self._put(np.asarray(s))}")
-        if misalign:
-            self.lines.append(f"misalign {misalign}")
+        if any(misalign):
+            self.lines.append(f"misalign {' '.join(map(str, misalign))}")
         self.lines.append("endrun")
         return self
 
@@ -348,7 +354,7 @@ class Session:
 
 def _parse(stdout: str, data: bytes, returncode: int, stderr: str, seconds: float) -> RunOutput:
     results: dict[str, Result] = {}
-    stats: dict[str, int] = {}
+    stats: list[dict[str, int]] = []
     kernels = []
     current: Result | None = None
     lines = stdout.splitlines()
@@ -384,7 +390,7 @@ def _parse(stdout: str, data: bytes, returncode: int, stderr: str, seconds: floa
         elif w[0] in ("created", "failed"):
             pass
         elif w[0] == "stats":
-            stats = {w[j]: int(w[j + 1]) for j in range(1, len(w) - 1, 2)}
+            stats.append({w[j]: int(w[j + 1]) for j in range(1, len(w) - 1, 2)})
         elif w[0] == "kernel":
             kernels.append((_dec(w[1]), int(w[2]), w[3] == "1", int(w[4]), int(w[5])))
         elif w[0] == "driver-error":

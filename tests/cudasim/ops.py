@@ -47,7 +47,7 @@ def pair(out: RunOutput, tag: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lookup(session: Session, tag: str, backend: str, bank: Path, rows, index_dtype=np.int32, index_shape=(1,),
-           op_id: str | None = None, misalign: int = 0, **op_args) -> str:
+           op_id: str | None = None, misalign: tuple[int, ...] = (), **op_args) -> str:
     """Adds (unless ``op_id`` names an existing one) a lookup operator and one run of it on ``rows``."""
     if op_id is None:
         op_id = f"op:{tag}"

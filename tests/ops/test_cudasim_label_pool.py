@@ -16,6 +16,7 @@ import pytest
 from label_pool_cases import (
     BAD_INPUT_IDS,
     BAD_INPUTS,
+    MODES,
     SCORE_CLASS_DTYPES,
     assert_close,
     good_sample,
@@ -30,10 +31,6 @@ from cudasim.harness import Session
 
 pytestmark = pytest.mark.cudasim
 
-# label_type x output: every mode the operator has.
-MODES = [("localized_multi", "probabilities"), ("localized_single", "probabilities"),
-         ("global_multi", "probabilities"), ("global_single", "probabilities"),
-         ("localized_multi", "logits"), ("global_multi", "logits")]
 # z[] in shared memory (10, 1000) and, for ImageNet-21k on a device without opt-in room, in global
 # scratch: 21843 fits the H200's 227 KiB, so the matrix runs on a 64 KiB (T4-like) device too.
 NUM_CLASSES = [10, 1000, 21843]

@@ -18,27 +18,10 @@ from conftest import LabelPoolRunner, requires_gpu
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nvidia.dali import fn, pipeline_def
-from reference import random_box, random_label_map
+from bank_util import write_bank
+from reference import random_box
 
 # --- bank files -----------------------------------------------------------------------------------
-
-
-def write_bank(path: Path, *, n: int = 12, h: int = 4, w: int = 5, k: int = 3, num_classes: int = 50,
-               class_dtype=np.int16, seed: int = 0) -> dict[str, np.ndarray]:
-    """Writes a bank directory (scores/classes/labels .npy + bank.json); returns its arrays."""
-    rng = np.random.default_rng(seed)
-    maps = [random_label_map(rng, h, w, k, num_classes, np.float16, class_dtype) for _ in range(n)]
-    scores = np.stack([m[0] for m in maps]) if n else np.zeros((0, h, w, k), np.float16)
-    classes = np.stack([m[1] for m in maps]) if n else np.zeros((0, h, w, k), class_dtype)
-    labels = rng.integers(-1, num_classes, size=n).astype(np.int32)
-    path.mkdir(parents=True, exist_ok=True)
-    np.save(path / "scores.npy", scores)
-    np.save(path / "classes.npy", classes)
-    np.save(path / "labels.npy", labels)
-    info = {"format": "dali_relabel.bank", "version": 1, "num_samples": n, "height": h, "width": w, "k": k,
-            "num_classes": num_classes}
-    (path / "bank.json").write_text(json.dumps(info, indent=1))
-    return {"scores": scores, "classes": classes, "labels": labels}
 
 
 @pytest.fixture(scope="module")

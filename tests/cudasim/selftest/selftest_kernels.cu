@@ -237,6 +237,26 @@ std::vector<float> Attributes(const std::vector<std::string> &) {
           static_cast<float>(b.maxThreadsPerBlock)};
 }
 
+// Copies that a GPU would refuse (wrong direction, past an allocation) and fresh device memory.
+std::vector<float> Memory(const std::vector<std::string> &) {
+  std::vector<float> host(8, 1.f), out;
+  float *dev = nullptr;
+  Check(cudaMalloc(reinterpret_cast<void **>(&dev), 8 * sizeof(float)));
+  std::vector<float> fresh(8);
+  Check(cudaMemcpy(fresh.data(), dev, 8 * sizeof(float), cudaMemcpyDeviceToHost));
+  out.push_back(fresh[0]);  // NaN: cudaMalloc does not zero
+  out.push_back(cudaMemcpy(dev, host.data(), 8 * sizeof(float), cudaMemcpyHostToDevice));  // fine
+  out.push_back(cudaMemcpy(host.data(), dev, 8 * sizeof(float), cudaMemcpyHostToDevice));  // reversed
+  out.push_back(cudaMemcpy(dev, host.data(), 9 * sizeof(float), cudaMemcpyHostToDevice));  // one float too many
+  out.push_back(cudaMemcpy(dev + 1, host.data(), 8 * sizeof(float), cudaMemcpyHostToDevice));  // ends past it
+  out.push_back(cudaGetLastError());  // the last failure, then cleared
+  out.push_back(cudaGetLastError());
+  out.push_back(cudaFree(host.data()));
+  cudaGetLastError();
+  Check(cudaFree(dev));
+  return out;
+}
+
 }  // namespace
 
 namespace cudasim::selftest {
@@ -254,6 +274,7 @@ std::vector<float> Run(const std::string &name, const std::vector<std::string> &
       {"racy_counter", RacyCounter},
       {"host_pointer", HostPointer},
       {"attributes", Attributes},
+      {"memory", Memory},
   };
   auto it = tests.find(name);
   if (it == tests.end()) throw std::invalid_argument("no self-test named " + name);

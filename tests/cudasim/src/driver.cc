@@ -16,7 +16,7 @@
 //   run TAG OPID BATCH             run an operator; its data follows, then `endrun`:
 //     in INDEX DTYPE NDIM D.. OFF  one sample of input INDEX (in sample order)
 //     argin NAME DTYPE NDIM D.. OFF one sample of an argument input
-//     misalign BYTES               outputs start BYTES past an aligned address
+//     misalign B0 B1 ..            output i's samples start Bi bytes past an aligned address
 //   endrun                         -> "result TAG ok N" + per output "out I DTYPE N" and per
 //                                     sample "sample NDIM D.. OFFSET"; or "result TAG error|fault MSG";
 //                                     then "launch KERNEL SITE GRID BLOCK SHM STATUS" lines
@@ -299,7 +299,7 @@ class Driver {
 
   template <typename Backend>
   void RunTyped(Operator &op, int batch, const std::map<int, std::vector<Sample>> &inputs,
-                const std::map<std::string, std::vector<Sample>> &arg_inputs, size_t misalign) {
+                const std::map<std::string, std::vector<Sample>> &arg_inputs, const std::vector<size_t> &misalign) {
     dali::Workspace ws;
     ws.SetThreadPool(pool_.get());
     ws.SetStream(stream_);
@@ -308,9 +308,10 @@ class Driver {
     for (const auto &[name, samples] : arg_inputs) ws.SetArgumentInput(name, MakeList<dali::CPUBackend>(samples));
     std::vector<dali::OutputDesc> descs;
     if (!op.op->Setup(descs, ws)) throw std::logic_error("driver: operators that do not infer outputs are not supported");
-    for (const auto &d : descs) {
+    for (size_t o = 0; o < descs.size(); ++o) {
+      const auto &d = descs[o];
       auto t = std::make_shared<dali::TensorList<Backend>>();
-      t->Resize(d.shape, d.type, misalign);
+      t->Resize(d.shape, d.type, o < misalign.size() ? misalign[o] : 0);
       ws.AddOutput<Backend>(t);
     }
     op.op->Run(ws);
@@ -323,7 +324,7 @@ class Driver {
     in >> tag >> opid >> batch;
     std::map<int, std::vector<Sample>> inputs;
     std::map<std::string, std::vector<Sample>> arg_inputs;
-    size_t misalign = 0;
+    std::vector<size_t> misalign;
     for (std::string line; (line = ReadLine()) != "endrun";) {
       std::istringstream a(line);
       std::string word;
@@ -337,7 +338,7 @@ class Driver {
         a >> name;
         arg_inputs[name].push_back(ParseSample(a));
       } else if (word == "misalign") {
-        a >> misalign;
+        for (size_t m; a >> m;) misalign.push_back(m);
       } else {
         throw std::invalid_argument("bad run line: " + line);
       }

@@ -10,6 +10,9 @@ from .harness import Result, RunOutput, Session, TensorArg
 
 LABEL_POOL = "relabel__LabelPool"
 LOOKUP = "relabel__Lookup"
+# The label_pool kernel's static shared memory (cub's reduction storage and two broadcast slots,
+# padded to 16 bytes): 176 B from both nvcc 13 (sm_90) and cudasim (tests/ops/test_cudasim_nvcc.py).
+LABEL_POOL_STATIC_SHARED = 176
 
 
 def label_pool(session: Session, tag: str, backend: str, scores, classes, starts=None, ends=None,

@@ -10,7 +10,8 @@ of the kernel and its host code is compiled as written:
   run one after another) followed by a call that lets the simulator learn its address, size and
   alignment (to fill it with NaN bytes at every block start and to report the kernel's static
   shared memory as ptxas lays it out);
-* each kernel body starts with an entry hook (its name and ``__launch_bounds__``) and, after its
+* each kernel body starts with an entry hook (its name, ``__launch_bounds__`` and whether the file
+  declares dynamic shared memory) and, after its
   last ``__shared__`` declaration, returns early when the simulator runs it only to learn its
   shared memory. So static ``__shared__`` declarations must come first in a kernel body, before
   any statement that reads an argument (checked here).
@@ -156,6 +157,9 @@ def rewrite(text: str, label: str) -> str:
 
     # --- kernels: entry hook, __shared__ declarations, discovery point -------------------------
     shared_positions: set[int] = set()
+    # ptxas pads every kernel's static shared memory to 16 bytes in a module that declares
+    # dynamic shared memory anywhere (the dynamic buffer starts after the static part, 16-aligned).
+    module_dynamic = "true" if re.search(r"\bextern\s+__shared__\b", masked) else "false"
     for m in re.finditer(r"\b__global__\b", masked):
         # The signature runs to the body's '{' (or to ';' for a declaration).
         j = m.end()
@@ -175,7 +179,7 @@ def rewrite(text: str, label: str) -> str:
             bounds = signature[lb.end():close].split(",")[0].strip() or "0"
         body_open = j
         body_close = _match_forward(masked, body_open, "{", "}")
-        entry = f" ::cudasim::detail::KernelEntry({bounds}, __PRETTY_FUNCTION__);"
+        entry = f" ::cudasim::detail::KernelEntry({bounds}, __PRETTY_FUNCTION__, {module_dynamic});"
         discovery_after = body_open + 1  # where the early return goes (after the last __shared__)
         for stmt_start, stmt_end in _statements(masked, body_open + 1, body_close):
             stmt = masked[stmt_start:stmt_end].strip()

@@ -199,7 +199,7 @@ def test_rewrite_keeps_every_line_where_it_was():
     assert head == ["#include <cudasim/core.h>", '#line 1 "k.cu"']
     assert body.count("\n") == KERNEL.count("\n")
     lines = body.splitlines()
-    assert "KernelEntry(128, __PRETTY_FUNCTION__)" in lines[2]
+    assert "KernelEntry(128, __PRETTY_FUNCTION__, true)" in lines[2]
     assert "T *const dyn = ::cudasim::detail::dynamic_shared<T>(__FILE__, __LINE__);" in lines[3]
     assert lines[5].strip().startswith("static union {")
     assert "static_shared(&u, sizeof(u), alignof(decltype(u))" in lines[8]

@@ -307,7 +307,7 @@ def _budget_batch(c: int):
     return [m[0] for m in maps], [m[1] for m in maps], [x[0] for x in boxes], [x[1] for x in boxes]
 
 
-STATIC_SHARED = 176  # the kernel's static shared memory (nvcc 13, sm_90; tests/ops/test_cudasim_nvcc.py)
+STATIC_SHARED = ops.LABEL_POOL_STATIC_SHARED
 H200_OPTIN, T4_OPTIN, DEFAULT_LIMIT = 232448, 65536, 48 * 1024
 
 

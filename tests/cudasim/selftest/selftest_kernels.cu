@@ -106,7 +106,14 @@ __global__ void LayoutKernel(float *out) {
   __shared__ char c[3];
   __shared__ double d;
   __shared__ char e[3];
-  if (threadIdx.x == 0) out[0] = c[0] + d + e[0] + dynamic_part[0];
+  if (threadIdx.x == 0) {
+    c[threadIdx.y] = static_cast<char>(out[1]);
+    d = out[2];
+    e[threadIdx.z] = static_cast<char>(out[3]);
+    dynamic_part[threadIdx.y] = out[4];
+  }
+  __syncthreads();
+  if (threadIdx.x == 1) out[0] = c[threadIdx.z] + d + e[threadIdx.y] + dynamic_part[threadIdx.z];
 }
 
 // --- host side ---------------------------------------------------------------------------------

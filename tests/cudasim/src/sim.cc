@@ -79,10 +79,11 @@ KernelRegistry &Kernels() {
   return *registry;
 }
 
-void KernelEntry(unsigned int launch_bounds, const char *pretty_function) {
+void KernelEntry(unsigned int launch_bounds, const char *pretty_function, bool module_dynamic_shared) {
   if (!discovering) return;
   discovery_target->name = ShortName(pretty_function);
   discovery_target->launch_bounds = launch_bounds;
+  discovery_target->module_dynamic = module_dynamic_shared;
   discovery_target->entered = true;
 }
 
@@ -118,11 +119,12 @@ KernelInfo &Discover(const KernelThunk &thunk) {
   if (!k.entered)
     throw KernelFault("cudasim: a kernel was launched that tests/cudasim/rewrite.py did not rewrite (no "
                       "kernel-entry hook); compile its .cu file through the rewrite");
-  // ptxas's layout: declaration order, natural alignment; with dynamic shared memory the
-  // static part is padded to 16 bytes (where the dynamic buffer starts).
+  // ptxas's layout: declaration order, natural alignment; in a module with dynamic shared memory
+  // (in this kernel or another of its .cu file) the static part is padded to 16 bytes, where the
+  // dynamic buffer starts. (tests/ops/test_cudasim_nvcc.py compares this with ptxas.)
   size_t offset = 0;
   for (const StaticVar &v : k.vars) offset = (offset + v.align - 1) / v.align * v.align + v.size;
-  if (k.uses_dynamic) offset = (offset + 15) / 16 * 16;
+  if (k.uses_dynamic || k.module_dynamic) offset = (offset + 15) / 16 * 16;
   k.static_shared = offset;
   k.max_dynamic = static_cast<int>(Device().shared_per_block) - static_cast<int>(offset);
   k.discovered = true;

@@ -147,7 +147,7 @@ void Launch(const LaunchRequest &request);
 
 // Hooks inserted by rewrite.py into kernel bodies.
 extern thread_local bool discovering;  // true while a kernel runs only to declare its shared memory
-void KernelEntry(unsigned int launch_bounds, const char *pretty_function);
+void KernelEntry(unsigned int launch_bounds, const char *pretty_function, bool module_dynamic_shared);
 void NoteStaticShared(void *address, size_t size, size_t align, const char *file, int line);
 void NoteDynamicShared(const char *file, int line);
 void *DynamicSharedBase(const char *file, int line);

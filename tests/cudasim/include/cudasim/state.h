@@ -45,6 +45,7 @@ struct KernelInfo {
   std::string name;
   std::vector<StaticVar> vars;  // static __shared__ variables, in declaration order
   bool uses_dynamic = false;
+  bool module_dynamic = false;  // its .cu file declares dynamic shared memory (in any kernel)
   size_t static_shared = 0;
   unsigned int launch_bounds = 0;
   int max_dynamic = 0;  // cudaFuncAttributeMaxDynamicSharedMemorySize

@@ -156,6 +156,39 @@ def test_logits_are_linear_in_the_region():
     np.testing.assert_allclose(whole, 0.5 * top + 0.5 * bottom, atol=1e-6)
 
 
+# Boxes at the far edge (rel = 1.0): touching it, thinner than a cell, as close to empty as float32
+# allows. (With the double-precision geometry no RoIAlign sample lands exactly on p == size, so
+# label_pool_math.h's `p > size` and `p >= size` agree here; these pin the border rules anyway.)
+FAR_EDGE_BOXES = [((0.99999994, 0.99999994), (1.0, 1.0)), ((0.9999, 0.0), (1.0, 1.0)), ((0.0, 0.9999), (1.0, 1.0)),
+                  ((0.5, 0.5), (1.0, 1.0)), ((0.96, 0.9), (1.0, 1.0)), ((1 - 1 / 15, 1 - 1 / 15), (1.0, 1.0)),
+                  ((0.0, 0.0), (1.0, 0.99999994))]
+
+
+@pytest.mark.parametrize("transpose_box", [False, True])
+def test_boxes_at_the_far_edge_match_torchvision(label_pool_runner, transpose_box):
+    rng = np.random.default_rng(21)
+    maps = [random_label_map(rng, 15, 15, 5, 50) for _ in FAR_EDGE_BOXES]
+    scores, classes = [m[0] for m in maps], [m[1] for m in maps]
+    starts = [np.array(a, np.float32) for a, _ in FAR_EDGE_BOXES]
+    ends = [np.array(b, np.float32) for _, b in FAR_EDGE_BOXES]
+    out = label_pool_runner(num_classes=50, transpose_box=transpose_box)(scores, classes, starts, ends)
+    if transpose_box:  # torchvision on the transposed boxes
+        starts, ends = [s[::-1].copy() for s in starts], [e[::-1].copy() for e in ends]
+    assert_close(out, torchvision_reference(scores, classes, starts, ends, 50))
+
+
+def test_softmax_when_every_class_is_touched():
+    """num_classes == K and all logits near -120: no implicit zero logit, so the softmax's max must
+    be the largest stored logit (starting it at 0 would underflow every term to 0: NaN)."""
+    k = 5
+    s = np.full((4, 4, k), -120.0, np.float32) + np.arange(k, dtype=np.float32) * 0.5
+    c = np.broadcast_to(np.arange(k, dtype=np.int32), (4, 4, k)).copy()
+    a, b = np.array([0.1, 0.2], np.float32), np.array([0.8, 0.9], np.float32)
+    out = run_once([s], [c], [a], [b], num_classes=k)[0]
+    assert np.all(np.isfinite(out)) and abs(out.sum() - 1) < 1e-6
+    assert_close(out, slow_label_pool(s, c, a, b, k))
+
+
 def test_ties_in_single_labels_go_to_the_lowest_class():
     s = np.zeros((2, 2, 2), np.float32)
     c = np.array([[[7, 3], [7, 3]], [[7, 3], [7, 3]]], np.int32)

@@ -6,7 +6,7 @@
 //      math header, the same code the CPU backend runs);
 //   2. all threads scatter-add the H*W*K stored entries into a per-sample logit vector z[C]
 //      (double: the result must not depend on the order atomics land in, so that GPU and CPU
-//      agree to ~1e-7), in shared memory when C fits, in global scratch otherwise (e.g. 21843);
+//      agree to ~1e-7), in shared memory when C fits (see below), in global scratch otherwise;
 //   3. block reductions give max(z) and sum(exp), and the block writes the C probabilities.
 // Invalid entries are never indexed; they set per-sample flags that the host checks after one
 // synchronization when validate=True.

@@ -35,15 +35,15 @@ def kernel_sources() -> list[Path]:
 def ptxas_report() -> dict[str, list[dict]]:
     """{source: [{"entry": mangled name, "registers": n, "smem": bytes}]} from `nvcc -Xptxas -v`, for the
     project's kernels and the simulator's self-test kernels ("selftest")."""
-    from dali_relabel.ops import build
+    from dali_relabel.ops.toolchain import BuildError, find_nvcc, toolchain
 
-    try:
-        tc = build.toolchain()
-    except build.BuildError as e:
-        pytest.skip(f"no toolchain: {e}")
-    if not tc.nvcc:
+    if find_nvcc() is None:
         pytest.skip("nvcc not found (set DALI_RELABEL_NVCC or CUDA_HOME)")
-    # The plugin's device-code flags (dali_relabel/ops/build.py), for one architecture; -cubin
+    try:
+        tc = toolchain(cuda=True, archs=(ARCH,))
+    except BuildError as e:
+        pytest.skip(f"no CUDA toolchain: {e}")
+    # The plugin's device-code flags (dali_relabel/ops/build.py, cuda_steps), for one architecture; -cubin
     # skips the host compilation, which ptxas's report does not need.
     flags = ["-std=c++20", "-O3", "--expt-relaxed-constexpr", "--fmad=false", "-cubin",
              f"-gencode=arch=compute_{ARCH},code=sm_{ARCH}", *tc.dali_cflags, f"-I{CSRC}", "-isystem",

@@ -544,7 +544,11 @@ void Launch(const LaunchRequest &r) {
   LaunchRecord record{k.name, std::string(r.site.file) + ":" + std::to_string(r.site.line), r.grid, r.block,
                       r.dynamic_shared, cudaSuccess};
   std::string why;
-  const cudaError_t status = CheckLaunch(k, r, why);
+  cudaError_t status;
+  {
+    std::lock_guard<std::mutex> guard(Kernels().mutex);  // cudaFuncSetAttribute may run on another thread
+    status = CheckLaunch(k, r, why);
+  }
   if (status != cudaSuccess) {
     record.status = status;
     RecordLaunch(record);

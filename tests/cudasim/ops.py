@@ -54,7 +54,7 @@ def lookup(session: Session, tag: str, backend: str, bank: Path, rows, index_dty
     """Adds (unless ``op_id`` names an existing one) a lookup operator and one run of it on ``rows``."""
     if op_id is None:
         op_id = f"op:{tag}"
-        session.op(op_id, LOOKUP, backend, bank=str(bank), index=TensorArg, **op_args)
+        session.op(op_id, LOOKUP, backend, bank=str(bank), row=TensorArg, **op_args)
     index = [np.full(index_shape, r, index_dtype) for r in rows]
-    session.run(tag, op_id, arg_inputs={"index": index}, misalign=misalign)
+    session.run(tag, op_id, arg_inputs={"row": index}, misalign=misalign)
     return tag

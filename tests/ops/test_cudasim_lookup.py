@@ -67,8 +67,8 @@ def test_gather_equals_numpy_indexing_and_the_cpu_backend(cudasim_driver, banks,
     rng = np.random.default_rng(n)
     batches = [[0, n - 1, *rng.integers(0, n, 10), 0, n - 1], list(rng.permutation(n)[:3])]
     s = Session()
-    s.op("gpu", ops.LOOKUP, "gpu", bank=str(path), index=ops.TensorArg, bank_memory=bank_memory)
-    s.op("cpu", ops.LOOKUP, "cpu", bank=str(path), index=ops.TensorArg)
+    s.op("gpu", ops.LOOKUP, "gpu", bank=str(path), row=ops.TensorArg, bank_memory=bank_memory)
+    s.op("cpu", ops.LOOKUP, "cpu", bank=str(path), row=ops.TensorArg)
     kinds = [(np.int32, (1,)), (np.int64, ())]
     for b, rows in enumerate(batches):
         for dtype, shape in kinds:
@@ -111,8 +111,8 @@ def test_device_copy_is_made_once_and_freed_with_the_last_operator(cudasim_drive
     path, arrays = banks["int16"]
     bank_bytes = sum(a.nbytes for a in arrays.values())
     s = Session().stats()
-    s.op("a", ops.LOOKUP, "gpu", bank=str(path), index=ops.TensorArg)
-    s.op("b", ops.LOOKUP, "gpu", bank=str(path), index=ops.TensorArg)
+    s.op("a", ops.LOOKUP, "gpu", bank=str(path), row=ops.TensorArg)
+    s.op("b", ops.LOOKUP, "gpu", bank=str(path), row=ops.TensorArg)
     ops.lookup(s, "a1", "gpu", path, [1, 2], op_id="a")
     s.stats()
     ops.lookup(s, "b1", "gpu", path, [3], op_id="b")
@@ -133,8 +133,8 @@ def test_host_memory_is_registered_once_and_unregistered_with_the_last_operator(
     path, arrays = banks["int32"]
     file_bytes = sum((path / f"{name}.npy").stat().st_size for name in ("scores", "classes", "labels"))
     s = Session()
-    s.op("a", ops.LOOKUP, "gpu", bank=str(path), index=ops.TensorArg, bank_memory="host")
-    s.op("b", ops.LOOKUP, "gpu", bank=str(path), index=ops.TensorArg, bank_memory="host")
+    s.op("a", ops.LOOKUP, "gpu", bank=str(path), row=ops.TensorArg, bank_memory="host")
+    s.op("b", ops.LOOKUP, "gpu", bank=str(path), row=ops.TensorArg, bank_memory="host")
     ops.lookup(s, "a1", "gpu", path, [8, 1], op_id="a")
     ops.lookup(s, "b1", "gpu", path, [0], op_id="b")
     s.stats()
@@ -183,7 +183,7 @@ def test_a_bank_larger_than_the_gpu_fails_clearly_and_leaves_no_cuda_error(cudas
     out["pool"].expect_ok()
 
 
-def test_index_errors_match_the_cpu_backend(cudasim_driver, banks, tmp_path):
+def test_row_errors_match_the_cpu_backend(cudasim_driver, banks, tmp_path):
     path, _ = banks["int16"]
     empty = tmp_path / "empty"
     write_bank(empty, n=0)
@@ -192,12 +192,12 @@ def test_index_errors_match_the_cpu_backend(cudasim_driver, banks, tmp_path):
         ops.lookup(s, f"range/{backend}", backend, path, [3, 40, 1])
         ops.lookup(s, f"negative/{backend}", backend, path, [0, -1], np.int64, ())
         ops.lookup(s, f"empty/{backend}", backend, empty, [0])
-        s.op(f"op:float/{backend}", ops.LOOKUP, backend, bank=str(path), index=ops.TensorArg)
-        s.run(f"float/{backend}", f"op:float/{backend}", arg_inputs={"index": [np.array([1.0], np.float32)]})
+        s.op(f"op:float/{backend}", ops.LOOKUP, backend, bank=str(path), row=ops.TensorArg)
+        s.run(f"float/{backend}", f"op:float/{backend}", arg_inputs={"row": [np.array([1.0], np.float32)]})
     out = s.execute(cudasim_driver)
     for name in ("range", "negative", "empty", "float"):
         cpu, gpu = out[f"{name}/cpu"], out[f"{name}/gpu"]
         assert cpu.status == gpu.status == "error" and gpu.message == cpu.message, name
-    assert "sample 1: index 40 is out of range for the bank" in out["range/gpu"].message
+    assert "sample 1: row 40 is out of range for the bank" in out["range/gpu"].message
     assert "which holds 0 samples" in out["empty/gpu"].message
-    assert "index must be int32 or int64, got float" in out["float/gpu"].message
+    assert "row must be int32 or int64, got float" in out["float/gpu"].message

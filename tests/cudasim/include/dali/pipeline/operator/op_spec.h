@@ -52,6 +52,16 @@ class OpSchema {
     return *this;
   }
 
+  /// An old argument name still accepted (DALI warns and renames it).
+  OpSchema &DeprecateArgInFavorOf(const std::string &old_name, const std::string &new_name, const std::string &) {
+    renamed_[old_name] = new_name;
+    return *this;
+  }
+  const std::string &Renamed(const std::string &name) const {
+    auto it = renamed_.find(name);
+    return it == renamed_.end() ? name : it->second;
+  }
+
   bool HasArgument(const std::string &name) const { return args_.count(name) > 0; }
   bool IsRequired(const std::string &name) const { return args_.at(name).required; }
   bool IsTensorArgument(const std::string &name) const { return args_.at(name).tensor; }
@@ -87,6 +97,7 @@ class OpSchema {
   std::string name_;
   int num_input_ = 0, num_output_ = 0;
   std::map<std::string, Arg> args_;
+  std::map<std::string, std::string> renamed_;
 };
 
 class SchemaRegistry {
@@ -102,13 +113,15 @@ class OpSpec {
   const OpSchema &GetSchema() const { return *schema_; }
 
   /// Sets a constant argument (checked against the schema like DALI does when building).
-  OpSpec &SetArg(const std::string &name, ArgumentValue value) {
+  OpSpec &SetArg(const std::string &given, ArgumentValue value) {
+    const std::string &name = schema_->Renamed(given);
     Known(name);
     args_[name] = std::move(value);
     return *this;
   }
   /// Declares `name` a per-sample argument input (fed through the workspace).
-  OpSpec &SetArgumentInput(const std::string &name) {
+  OpSpec &SetArgumentInput(const std::string &given) {
+    const std::string &name = schema_->Renamed(given);
     Known(name);
     if (!schema_->IsTensorArgument(name))
       throw std::invalid_argument("Argument '" + name + "' of " + schema_->name() + " is not a tensor argument");

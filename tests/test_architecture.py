@@ -25,7 +25,7 @@ LAYERS = {
     "dali_relabel.ops": 2,
     "dali_relabel.pipelines": 3,
     "dali_relabel.loader": 4, "dali_relabel.mix": 4, "dali_relabel.training": 4, "dali_relabel.annotate": 4,
-    "dali_relabel.verify": 4, "dali_relabel.crop_stats": 4, "dali_relabel.testing": 4,
+    "dali_relabel.verify": 4, "dali_relabel.crop_stats": 4, "dali_relabel.testing": 4, "dali_relabel.metrics": 4,
     "dali_relabel.cli": 5, "dali_relabel.annotate.__main__": 5,  # entry points: the command line
     "dali_relabel": 6,  # the package's own __init__ (lazy re-exports)
 }

@@ -106,6 +106,13 @@ def official_logits_of_present_classes(maps_topk: torch.Tensor, coords: torch.Te
 
     Args: as ``official_pooled_logits``. Returns: ``[B, C]`` float32.
     """
+    w = maps_topk.shape[-1]
+    return roi_align_of_present_classes(maps_topk, coords.to(maps_topk.dtype) * w - 0.5, num_classes)
+
+
+def roi_align_of_present_classes(maps_topk: torch.Tensor, boxes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """torchvision roi_align (1x1, aligned=False) of the dense maps over ``boxes`` [B, 4] (x1, y1, x2, y2 in map
+    pixels), computed on the planes of the classes present only (bit for bit the dense result). [B, C]."""
     b, _, k, h, w = maps_topk.shape
     classes = maps_topk[:, 1].long().reshape(b, -1)
     # Each sample's distinct classes get local channels 0, 1, ... in class order (padding: class C, dropped).
@@ -119,7 +126,7 @@ def official_logits_of_present_classes(maps_topk: torch.Tensor, coords: torch.Te
     local = torch.zeros(b, channels, h * w, dtype=maps_topk.dtype)
     local.scatter_(1, local_index.view(b, k, h * w), maps_topk[:, 0].reshape(b, k, h * w))  # the official scatter_
     batch_index = torch.arange(b, dtype=local.dtype).view(b, 1)
-    boxes = torch.cat([batch_index, coords.to(local.dtype) * w - 0.5], 1)
+    boxes = torch.cat([batch_index, boxes.to(local.dtype)], 1)
     pooled = roi_align(local.view(b, channels, h, w), boxes, output_size=(1, 1)).view(b, channels)
     out = torch.zeros(b, num_classes + 1, dtype=local.dtype).scatter_(1, class_of_channel, pooled)
     return out[:, :num_classes]

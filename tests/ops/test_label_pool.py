@@ -204,6 +204,33 @@ def samples(draw, num_classes=50, max_k=5):
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+@st.composite
+def official_corner(draw):
+    """A corner as the official code gets it, float32(i/H + h/H) for a pixel window, often on whole map cells."""
+    side = draw(st.sampled_from([15, 30, 45, 125, 150, 375]) | st.integers(1, 600))
+    i, h = sorted([draw(st.integers(0, side)), draw(st.integers(0, side))])
+    return np.float32(i / side), np.float32(i / side + (h - i) / side)
+
+
+@st.composite
+def official_samples(draw, num_classes=50):
+    h, w, k = draw(st.integers(1, 16)), draw(st.integers(1, 16)), draw(st.integers(1, 5))
+    s, c = random_label_map(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), h, w, k, num_classes)
+    (y0, y1), (x0, x1) = draw(official_corner()), draw(official_corner())
+    assume(y0 < y1 and x0 < x1)
+    return s, c, np.array([y0, x0], np.float32), np.array([y1, x1], np.float32)
+
+
+@PROPERTY
+@given(batch=st.lists(official_samples(), min_size=1, max_size=8))
+def test_property_official_mode_matches_the_slow_float32_geometry(label_pool_runner, batch):
+    """transpose_box=True against the slow reference's official geometry (float32, every corner scaled by the
+    map width), on maps of any shape and corners often on whole cells."""
+    out = label_pool_runner(num_classes=50, transpose_box=True, output="logits")(*zip(*batch))
+    slow = np.stack([slow_label_pool(*sample, 50, transpose_box=True, output="logits") for sample in batch])
+    np.testing.assert_allclose(out, slow, rtol=1e-6, atol=1e-6)
+
+
 @PROPERTY
 @given(batch=st.lists(samples(), min_size=1, max_size=8))
 def test_property_probabilities_match_slow_reference(label_pool_runner, batch):

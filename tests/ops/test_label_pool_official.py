@@ -28,6 +28,7 @@ from official_cases import (
     official_logits_of_present_classes,
     official_maps,
     official_tensors,
+    roi_align_of_present_classes,
 )
 
 from dali_relabel.testing.official import official_pooled_logits
@@ -144,6 +145,34 @@ def test_default_mode_pools_the_true_box(crops, official):
     assert np.abs(swapped[same_grid] - official_targets[same_grid]).max() <= TARGET_TOL
     # Where the float64 geometry takes another sample count, the documented default semantics differ a little.
     assert np.abs(swapped[~same_grid] - official_targets[~same_grid]).max() > 1e-5
+
+
+def test_default_mode_against_torchvision_in_float64_and_float32(crops):
+    """The default mode is torchvision's roi_align on a float64 map and box (its documented semantics): measured
+    against it, and against torchvision run in float32 (float32 map and box, the true axes), on the same crops."""
+    scores, classes = official_maps(len(crops), "float32")
+    maps = official_tensors(scores, classes)
+    targets, rel_start, rel_end = PipelineLabelPool(num_classes=C)(crops, scores, classes)
+    corners = np.concatenate([rel_start, rel_end], 1)
+    c = corners.astype(np.float64)  # y0, x0, y1, x1 as the operator received them
+    boxes64 = torch.from_numpy(np.stack([c[:, 1] * MAP - 0.5, c[:, 0] * MAP - 0.5, c[:, 3] * MAP - 0.5,
+                                         c[:, 2] * MAP - 0.5], 1))
+    c32 = torch.from_numpy(corners)
+    boxes32 = torch.stack([c32[:, 1] * MAP - 0.5, c32[:, 0] * MAP - 0.5, c32[:, 3] * MAP - 0.5, c32[:, 2] * MAP - 0.5],
+                          1)
+    ref64 = torch.softmax(roi_align_of_present_classes(maps.double(), boxes64, C), 1).numpy()
+    ref32_logits = roi_align_of_present_classes(maps, boxes32, C)
+    ref32 = torch.softmax(ref32_logits.double(), 1).numpy()
+    diff64, diff32 = np.abs(targets - ref64).max(1), np.abs(targets - ref32).max(1)
+    same_grid = (sample_counts(corners[:, [1, 0, 3, 2]], np.float32) ==
+                 sample_counts(corners[:, [1, 0, 3, 2]], np.float64)).all(1)
+    print(f"\ndefault mode, {len(crops)} crops: max |targets - torchvision float64| = {diff64.max():.2e}; "
+          f"vs torchvision float32 (exact softmax): {diff32.max():.2e} overall, {diff32[same_grid].max():.2e} on the "
+          f"{same_grid.sum()} crops where float32 takes the float64 sample grid, {diff32[~same_grid].max():.2e} on the "
+          f"other {(~same_grid).sum()}")
+    assert diff64.max() <= 1e-6
+    assert diff32[same_grid].max() <= 2e-6  # float32 positions, fractions and sums
+    assert diff32[~same_grid].max() > 1e-4  # whole-cell boxes: float32 takes another sample grid
 
 
 @requires_gpu

@@ -23,9 +23,10 @@
 //   ~1e-7, while a float64 geometry can change the sample count (a box spanning exactly six cells
 //   is 6.0 in float32 but 6.0000005 in float64: 7 samples instead of 6, up to ~1e-3 in a target).
 // Float32 steps are spelled with the f32_* helpers: on the device they are the _rn intrinsics,
-// which nvcc never fuses into an FMA (its default --fmad=true would fuse `a * b - c`, a single
-// rounding where PyTorch rounds twice); on the host the plugin is compiled in ISO C++ mode
-// (-std=c++20), where g++ does not contract floating-point expressions either.
+// which nvcc never fuses into an FMA whatever --fmad says (a fused `a * b - c` rounds once where
+// PyTorch's two tensor ops round twice; the plugin is built with --fmad=false besides); on the
+// host the plugin is compiled in ISO C++ mode (-std=c++20), where g++ does not contract
+// floating-point expressions either.
 #pragma once
 
 #include <math.h>

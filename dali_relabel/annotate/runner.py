@@ -394,7 +394,9 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
             buffers[block] = (np.empty(shape, store.scores_numpy_dtype), np.empty(shape, store.class_dtype))
         scores, classes = buffers[block]
         values = values.numpy()
-        scores[start:start + real] = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX) if scores.dtype == np.float16 else values
+        if scores.dtype == np.float16:
+            values = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX)
+        scores[start:start + real] = values
         classes[start:start + real] = indices.numpy()
         if start + real == n:   # the block is whole: write it in the background
             while len(writes) >= 2:

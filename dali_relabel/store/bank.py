@@ -1,7 +1,7 @@
 """LabelBank: the serving copy of a label store, uncompressed and memory-mapped.
 
-``<cache>/<content hash>/`` holds ``scores.npy`` (float16 or float32 [N, H, W, K], as in the store), ``classes.npy`` (int16 or
-int32 [N, H, W, K]), ``labels.npy`` (int32 [N]) — plain C-order ``.npy`` files, so the
+``<cache>/<content hash>/`` holds ``scores.npy`` (float16 or float32 [N, H, W, K], as in the store),
+``classes.npy`` (int16 or int32 [N, H, W, K]), ``labels.npy`` (int32 [N]) — plain C-order ``.npy`` files, so the
 ``fn.relabel.lookup`` operator (and anything else) can map them — plus ``keys.json`` and
 ``bank.json`` (format, geometry, dtypes, content hash, annotator, class names).
 
@@ -212,7 +212,8 @@ def _build(store: LabelStore, final: Path, key: str, progress: bool) -> LabelBan
         (tmp / "keys.json").write_text(json.dumps(store.keys.tolist(), ensure_ascii=False))
         meta = {"format": BANK_FORMAT, "version": BANK_VERSION, "num_samples": store.num_samples,
                 "height": store.height, "width": store.width, "k": store.k, "num_classes": store.num_classes,
-                "scores_dtype": store.scores_numpy_dtype.str, "classes_dtype": store.class_dtype.str, "content_hash": key,
+                "scores_dtype": store.scores_numpy_dtype.str, "classes_dtype": store.class_dtype.str,
+                "content_hash": key,
                 "values": "logits", "source": store.url, "annotator": store.annotator,
                 "class_names": store.class_names, "store_format_version": fmt.FORMAT_VERSION,
                 "materialize_seconds": round(time.perf_counter() - started, 3)}

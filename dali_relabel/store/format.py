@@ -5,9 +5,9 @@ transpose, bytes, blosc, zstd), so any zarr v3 reader (zarr-python, tensorstore,
 store. The codecs were chosen by measurement (``benchmarks/store_bench.py --only codecs``, results
 in ``benchmarks/results/``), on maps from :mod:`dali_relabel.testing.synthetic`:
 
-* ``scores``: float16 (default: half the bytes, ~5e-3 relative rounding of each logit) or float32 (lossless
-  for the official float32 release); the ``scores_dtype`` attribute says which. Physical order (N, K, H, W) through the transpose codec, then Blosc-zstd level 5 with
-  byte shuffle. K-major order puts the spatially smooth plane of each rank together, and byte
+* ``scores``: float16 (default: half the bytes; each logit rounded by up to 2^-11 relative, ~8e-3 at 16) or
+  float32 (lossless for the official float32 release); the ``scores_dtype`` attribute says which. Physical
+  order (N, K, H, W) through the transpose codec, then Blosc-zstd level 5 with byte shuffle. K-major order puts the spatially smooth plane of each rank together, and byte
   shuffle separates the well-predictable sign/exponent bytes from the noisy mantissa bytes.
   Bit shuffle, zstd level 9 and larger chunks were measured and gained ≤ 3% at up to 20× the
   encoding time.
@@ -78,7 +78,8 @@ def invalid_entries(scores: np.ndarray, classes: np.ndarray, num_classes: int) -
     """Where a block of maps breaks the format's rules (docs/FORMAT.md): every check, by kind.
 
     Args:
-        scores: ``[n, H, W, K]`` float16 or float32 logits, as stored. classes: ``[n, H, W, K]`` integers. num_classes: C.
+        scores: ``[n, H, W, K]`` float16 or float32 logits, as stored. classes: ``[n, H, W, K]`` integers.
+        num_classes: C.
 
     Returns:
         ``{kind: bool mask}``: ``not-finite`` and ``class-range`` ``[n, H, W, K]``; ``unsorted`` (a score above

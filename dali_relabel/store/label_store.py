@@ -225,7 +225,8 @@ class LabelStore:
         try:
             stored = fmt.scores_dtype_name(group[fmt.SCORES].dtype)
         except ValueError as e:
-            raise ValueError(f"LabelStore.open: {url}: {e}; the store was not written by a label store writer") from None
+            raise ValueError(f"LabelStore.open: {url}: {e}; the store was not written by a label store "
+                             f"writer") from None
         said = attrs.get("scores_dtype", fmt.DEFAULT_SCORES_DTYPE)
         if said != stored or attrs.get("format_version") < fmt.format_version(stored):
             raise ValueError(f"LabelStore.open: {url} says scores_dtype={said!r} (format version "

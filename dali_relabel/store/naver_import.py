@@ -8,8 +8,8 @@ image by relative path without extension (store keys keep the image's extension)
 ``[H, W, K]`` and sorted by descending score (ties: ascending class).
 
 Scores dtype: float32 files (the official release) go to a float32 store, which keeps every logit
-exactly; float16 files to a float16 store; ``scores_dtype`` overrides (float16 halves the store at a
-rounding of ~5e-3 relative per logit).
+exactly; float16 files to a float16 store; ``scores_dtype`` overrides (float16 halves the scores at a
+rounding of up to 2^-11 relative per logit, ~8e-3 at a logit of 16).
 
 Number of classes (``num_classes=None``): class folders named like WordNet ids (``n01440764``, as in
 ImageNet) mean the official release, ImageNet-1k: 1000 classes, also when only some folders are
@@ -127,7 +127,8 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
     if not t.is_floating_point():
         raise NaverImportError(f"{path}: dtype {t.dtype}, expected float32 or float16")
     if chosen_from is not None and scores_dtype == "float16" and t.dtype != torch.float16:
-        raise NaverImportError(f"{path}: holds {str(t.dtype).replace('torch.', '')} scores, but the store keeps float16 (chosen from the first "
+        held = str(t.dtype).replace("torch.", "")
+        raise NaverImportError(f"{path}: holds {held} scores, but the store keeps float16 (chosen from the first "
                                f"map, {chosen_from}, which is float16): pass --scores-dtype float32 to keep them "
                                f"exactly, or --scores-dtype float16 to round them")
     a = t.detach().to(torch.float64).numpy()

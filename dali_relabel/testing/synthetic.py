@@ -13,10 +13,10 @@ candidate classes ("slots"), adds smooth and white noise, and keeps each cell's 
 * noise: a random 4×4 field upsampled bilinearly (σ 0.6, spatially smooth) plus white noise
   (σ 0.1), as the real maps are smooth but not exactly so.
 
-Values are logits (pre-softmax), float16 (or float32, as in the official release), sorted descending per cell; classes are distinct within
-a cell (they are distinct within the image). The sequence is deterministic in ``seed`` and the
-row: rows ``[start, start + n)`` are the same whatever ``n`` and however the range is split,
-so independent writers can produce disjoint blocks of one data set.
+Values are logits (pre-softmax), float16 (or float32, as in the official release), sorted descending per
+cell; classes are distinct within a cell (they are distinct within the image). The sequence is
+deterministic in ``seed`` and the row: rows ``[start, start + n)`` are the same whatever ``n`` and
+however the range is split, so independent writers can produce disjoint blocks of one data set.
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ Every figure comes with a reference measured in the same run:
 * sizes: whole float16 and float32 stores (LabelStore, every array and metadata, bytes on disk) vs the
   official float32 data (9,000 B per 15×15×5 sample; ImageNet: the 12 GB release), on (1) the synthetic
   maps with float32 precision and (2) maps the annotator makes from the demo dataset's real photos
-  (scikit-image's photos pasted on textures), with two annotators: a ResNet-18 trained here for a few
-  minutes on the demo photos (10 classes; realistic maps: confident, object-aligned, spatially smooth)
-  and a randomly initialised ImageNet ResNet-18 (1000 classes, but near-zero, unstructured logits).
+  (scikit-image's photos pasted on textures), with two annotators: a ResNet-18 trained here for 8 epochs
+  on the demo photos (10 classes; confident, object-aligned maps: the closest to a real annotator without
+  downloading weights) and a randomly initialised ImageNet ResNet-18 (1000 classes, weak noisy logits).
 
-    python benchmarks/store_bench.py            # full (128k-sample store; ~20 min on 2 cores)
+    python benchmarks/store_bench.py            # full (128k-sample store; ~25 min on 2 cores)
     python benchmarks/store_bench.py --quick    # small sizes, a few minutes
     python benchmarks/store_bench.py --only sizes
 """

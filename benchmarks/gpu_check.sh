@@ -38,11 +38,9 @@ if [ -d "$WHEELS" ]; then
   step wheels_skimage 120 $PY -m pip install --no-index --find-links "$WHEELS" scikit-image
 fi
 step install 120 $PY -m pip install --no-deps --no-build-isolation --no-index -e .
-# Compile only for this GPU's architecture (the default three archs take longer).
-if [ -z "${DALI_RELABEL_CUDA_ARCHS:-}" ]; then
-  export DALI_RELABEL_CUDA_ARCHS=$($PY -c "import torch; print(''.join(map(str, torch.cuda.get_device_capability())))" 2>/dev/null || echo 90)
-fi
-step build 300 $PY -m dali_relabel.cli build
+# The CPU library and the CUDA library for this GPU's architecture only (detected; DALI_RELABEL_CUDA_ARCHS
+# overrides), as the first use of an operator would build them; --cuda fails loudly if nvcc is missing.
+step build 300 $PY -m dali_relabel.cli build --cuda
 $PY -c "import torch; print(torch.cuda.get_device_name(0))" >"$OUT/gpu.txt" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$OUT/gpu.txt" 2>&1
 

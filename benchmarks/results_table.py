@@ -72,7 +72,17 @@ def _kd_overhead(d: dict) -> str:
             f"{teacher}: baseline {base:.0f} ms/iter; {rows}")
 
 
-HEADLINES = {"op_bench": _op_bench, "loader_bench": _loader_bench, "store_bench": _store_bench,
+def _build_bench(d: dict) -> str:
+    s = d["seconds"]
+    cuda = (f"; CUDA one arch {s['cuda_one_arch']:.0f} s ({s['cuda_one_arch_compiler_cpu_seconds']:.0f} CPU-s), all "
+            f"archs {s['cuda_all_archs']:.0f} s ({s['cuda_all_archs_compiler_cpu_seconds']:.0f} CPU-s)"
+            if "cuda_one_arch" in s else "")
+    return (f"first use without a GPU: CPU library **{s['cpu']:.0f} s** ({s['cpu_compiler_cpu_seconds']:.0f} CPU-s){cuda}; "
+            f"from cache {s['load_cached']:.2f} s; import {s['import_dali_relabel'] * 1000:.0f} ms vs DALI "
+            f"{s['import_nvidia_dali'] * 1000:.0f} ms (load average {d['load_average_before'][0]:.1f})")
+
+
+HEADLINES = {"build_bench": _build_bench, "op_bench": _op_bench, "loader_bench": _loader_bench, "store_bench": _store_bench,
              "annotate": _annotate, "kd_overhead": _kd_overhead}
 
 

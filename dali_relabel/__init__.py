@@ -11,20 +11,22 @@ The package is organised by the stages of the data flow (docs/ARCHITECTURE.md):
     cli/       the ``dali-relabel`` command;  testing/  references and generated data
 
 Importing the package is cheap: it neither imports DALI nor compiles anything. The plugin that adds
-``nvidia.dali.fn.relabel.*`` is built (once, cached) and loaded by :func:`load_plugin`, which the
-pipelines, the loader and the mixer call when they first need an operator.
+``nvidia.dali.fn.relabel.*`` is built (once, cached) and loaded on the first use of an operator
+(``fn.relabel.label_pool``, ``ops.relabel.LabelPool``, ``ndd.relabel.label_pool``, whichever was imported
+first) or by :func:`load_plugin` (see :mod:`dali_relabel.ops.namespace`).
 """
 
 from __future__ import annotations
 
-import importlib
+from .lazy_exports import lazy_exports
+from .ops import namespace as _namespace
 
 __version__ = "0.1.0"
 
 # Public name -> module that defines it, imported on first access (PEP 562), so that e.g.
 # ``from dali_relabel import LabelStore`` needs neither torch nor DALI.
 _EXPORTS = {
-    "BuildError": "dali_relabel.ops.build",
+    "BuildError": "dali_relabel.ops.toolchain",
     "load_plugin": "dali_relabel.ops.plugin",
     "loaded_plugin": "dali_relabel.ops.plugin",
     "LabelBank": "dali_relabel.store.bank",
@@ -35,18 +37,9 @@ _EXPORTS = {
     "train_step": "dali_relabel.training",
 }
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dali_relabel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [*_EXPORTS, "__version__"]
+
+# fn.relabel (and ops.relabel, ndd.relabel) load the plugin on first use, whenever DALI is imported.
+_namespace.install()

@@ -39,7 +39,7 @@ the zero background is done in closed form on the CPU.
 box of maps stored with rows = y, and it computes the whole geometry in float32 (box scaling,
 extent clamp, sample count ``ceil(extent)``, sample positions, bilinear fractions) in the order of
 torchvision's float32 kernels, so it takes the official sample grid even for boxes spanning whole
-cells, where a float64 geometry takes one sample more. Only the weighted sums are float64: the
+cells, where a float64 geometry can take another sample count. Only the weighted sums are float64: the
 targets are within 1e-6 of the official pooled logits' softmax (and within the float32 rounding
 of torch's softmax, ~3e-6, of the official float32 run), given the official float32 corners
 ``float32(float64(i/H) + float64(h/H))``, which ``(anchor + shape) / size`` in float32 equals.
@@ -71,7 +71,8 @@ synchronization per batch and is meant for maps already verified, e.g. a served 
                     "regions linearly before a softmax; multi-label types only).",
                     std::string("probabilities"))
     .AddOptionalArg("transpose_box",
-                    "Swap the box's y and x axes, as the official relabel_imagenet code does.", false)
+                    "Reproduce the official relabel_imagenet code: swap the box's y and x axes as it does, "
+                    "and compute the RoIAlign geometry in float32 as it does (see above).", false)
     .AddOptionalArg("validate",
                     "Check every stored entry (class range, finite score) and raise on the first bad "
                     "sample. On the GPU this costs one stream synchronization per batch.",

@@ -169,9 +169,9 @@ def test_a_subset_of_imagenet_without_timm_has_unknown_labels(tmp_path, monkeypa
         in report.summary()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_other_releases_default_to_the_largest_class_index_read_before_writing(tmp_path, workers):
-    """Folders that are not WordNet ids: num_classes = max(folders, 1 + the largest class index in any map)."""
+def test_other_releases_default_to_the_largest_class_index_read_before_writing(tmp_path, workers=2):
+    """Folders that are not WordNet ids: num_classes = max(folders, 1 + the largest class index in any map),
+    read by the workers before any block is written (one worker: test_few_classes_default_to_the_folder_count)."""
     make_release(tmp_path)
     last = tmp_path / "maps" / "n03" / "sub" / "n03_1.pt"  # the last row: its block is written last
     t = torch.load(last)

@@ -54,6 +54,9 @@ step loader_bench 120 $PY benchmarks/loader_bench.py --device gpu --quick --thre
 step kd_overhead 240 $PY benchmarks/kd_overhead.py --device gpu --rounds 3 --warmup 3 --iters 5 "${DATA[@]}" \
   --json "$OUT/kd_overhead.json"
 step op_bench 180 $PY benchmarks/op_bench.py --json "$OUT/op_bench.json"
+# What the loader contract costs: a new epoch, a restart after a break, resuming half-way.
+step epoch_bench 120 $PY benchmarks/epoch_bench.py --device gpu --quick --threads 8 --batch 256 --images 2560 \
+  "${DATA[@]}" --json "$OUT/epoch_bench.json"
 # Annotator vs the model's own forward pass (goal >= 0.9), a large model at the paper's input size.
 step annotate_bench 240 $PY benchmarks/annotate_bench.py --device cuda --model torchvision:efficientnet_b7 \
   --size 475 --batch-size 64 --amp --images 1024 --repeats 3 --out "$OUT/annotate_bench.json"
@@ -71,6 +74,8 @@ step annotate_bench 240 $PY benchmarks/annotate_bench.py --device cuda --model t
   sed -n '/^| method/,$p' "$OUT/kd_overhead.log"
   echo
   sed -n '/^| method/,/^$/p' "$OUT/op_bench.log"
+  echo
+  sed -n '/^| what/,$p' "$OUT/epoch_bench.log"
   echo
   tail -n 2 "$OUT/annotate_bench.log"
 } | tee "$OUT/summary.md"

@@ -6,7 +6,8 @@ The package is organised by the stages of the data flow (docs/ARCHITECTURE.md):
     store/     LabelStore (compressed zarr) → LabelBank (memory-mapped)     (import-naver, info, verify)
     ops/       fn.relabel.lookup + fn.relabel.label_pool (C++/CUDA DALI plugin)
     pipelines  DALI graphs: decode, random-resized-crop, box → soft target (top-level ``pipelines/`` folder)
-    loader     ReLabelLoader: the pipelines as a PyTorch iterable
+    loader/    ReLabelLoader, ReLabelValLoader: the pipelines as PyTorch iterables (epochs, seeds, resume)
+    config     AugmentConfig, EvalConfig, TargetConfig: the settings the loaders, pipelines and mixer share
     mix, training   CutMix/Mixup with ReLabel targets; a plain training step
     cli/       the ``dali-relabel`` command;  testing/  references and generated data
 
@@ -31,7 +32,11 @@ _EXPORTS = {
     "loaded_plugin": "dali_relabel.ops.plugin",
     "LabelBank": "dali_relabel.store.bank",
     "LabelStore": "dali_relabel.store.label_store",
+    "AugmentConfig": "dali_relabel.config",
+    "EvalConfig": "dali_relabel.config",
+    "TargetConfig": "dali_relabel.config",
     "ReLabelLoader": "dali_relabel.loader",
+    "ReLabelValLoader": "dali_relabel.loader",
     "ReLabelMix": "dali_relabel.mix",
     "teacher_targets": "dali_relabel.training",
     "train_step": "dali_relabel.training",

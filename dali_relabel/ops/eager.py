@@ -115,11 +115,11 @@ class BankPooling:
                          validate=op_device == "cpu", device=op_device)
         if op_device == "gpu":
             with self._context(ndd, device):
-                scores, classes, _ = ndd.relabel.lookup(index=index, bank=str(self.bank.path), device="gpu",
+                scores, classes, _ = ndd.relabel.lookup(row=index, bank=str(self.bank.path), device="gpu",
                                                         bank_memory=self.bank_memory)
                 z = ndd.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, **pool_args)
                 return z.torch()
-        scores, classes, _ = ndd.relabel.lookup(index=index, bank=str(self.bank.path), device="cpu")
+        scores, classes, _ = ndd.relabel.lookup(row=index, bank=str(self.bank.path), device="cpu")
         return ndd.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, **pool_args).torch()
 
 

@@ -14,6 +14,7 @@ its targets, give :func:`official_relabel_targets` float32 maps and the float32 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -104,8 +105,8 @@ def official_relabel_targets(maps_topk: torch.Tensor, coords: torch.Tensor, num_
     return torch.softmax(official_pooled_logits(maps_topk, coords, num_classes, dense), dim=1)
 
 
-def relabel_targets(scores: torch.Tensor, classes: torch.Tensor, rel_start: torch.Tensor, rel_end: torch.Tensor,
-                    num_classes: int, temperature: float = 1.0) -> torch.Tensor:
+def roi_align_targets(scores: torch.Tensor, classes: torch.Tensor, rel_start: torch.Tensor, rel_end: torch.Tensor,
+                      num_classes: int, temperature: float = 1.0) -> torch.Tensor:
     """Geometrically correct targets by the same dense torchvision path (what label_pool computes).
 
     Args:
@@ -128,3 +129,12 @@ def relabel_targets(scores: torch.Tensor, classes: torch.Tensor, rel_start: torc
     boxes = torch.cat([batch_index, x0 * w - 0.5, y0 * h - 0.5, x1 * w - 0.5, y1 * h - 0.5], 1)
     pooled = roi_align(dense, boxes, output_size=(1, 1), spatial_scale=1.0, sampling_ratio=-1, aligned=False)
     return torch.softmax(pooled.view(b, -1) / temperature, dim=1)
+
+
+def __getattr__(name: str):
+    # The old name of roi_align_targets: it clashed with dali_relabel.pipelines.relabel_targets (the DALI graph).
+    if name == "relabel_targets":
+        warnings.warn("dali_relabel.testing.official.relabel_targets is now roi_align_targets (the torch reference; "
+                      "dali_relabel.pipelines.relabel_targets is the DALI graph)", DeprecationWarning, stacklevel=2)
+        return roi_align_targets
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -161,7 +161,7 @@ def test_float32_bank_and_lookup_serve_the_exact_logits(tmp_path):
                   exec_pipelined=False)
     def pipe():
         index = fn.external_source(name="index")
-        return tuple(fn.relabel.lookup(index=index, bank=str(bank.path)))
+        return tuple(fn.relabel.lookup(row=index, bank=str(bank.path)))
 
     p = pipe()
     p.build()

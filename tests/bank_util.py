@@ -21,11 +21,11 @@ def make_bank(root, maps, num_classes):
 
 
 def write_bank(path: Path, *, n: int = 12, h: int = 4, w: int = 5, k: int = 3, num_classes: int = 50,
-               class_dtype=np.int16, seed: int = 0) -> dict[str, np.ndarray]:
-    """Writes a bank directory (scores/classes/labels .npy + bank.json); returns its arrays."""
+               class_dtype=np.int16, score_dtype=np.float16, seed: int = 0) -> dict[str, np.ndarray]:
+    """Writes a bank directory (scores/classes/labels .npy + bank.json) with numpy; returns its arrays."""
     rng = np.random.default_rng(seed)
-    maps = [random_label_map(rng, h, w, k, num_classes, np.float16, class_dtype) for _ in range(n)]
-    scores = np.stack([m[0] for m in maps]) if n else np.zeros((0, h, w, k), np.float16)
+    maps = [random_label_map(rng, h, w, k, num_classes, score_dtype, class_dtype) for _ in range(n)]
+    scores = np.stack([m[0] for m in maps]) if n else np.zeros((0, h, w, k), score_dtype)
     classes = np.stack([m[1] for m in maps]) if n else np.zeros((0, h, w, k), class_dtype)
     labels = rng.integers(-1, num_classes, size=n).astype(np.int32)
     path.mkdir(parents=True, exist_ok=True)

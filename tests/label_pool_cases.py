@@ -27,6 +27,42 @@ MODES = [("localized_multi", "probabilities"), ("localized_single", "probabiliti
          ("localized_multi", "logits"), ("global_multi", "logits")]
 
 
+# The RoIAlign border rules at the far edge (rel = 1.0): boxes touching it, thinner than a cell,
+# and as close to empty as float32 allows. (With the default float64 geometry no sample lands
+# exactly on p == size, so label_pool_math.h's `p > size` and `p >= size` agree there; with the
+# official float32 geometry one can: far_edge_non_square_batch.)
+FAR_EDGE_BOXES = [
+    ((0.99999994, 0.99999994), (1.0, 1.0)),
+    ((0.9999, 0.0), (1.0, 1.0)),
+    ((0.0, 0.9999), (1.0, 1.0)),
+    ((0.5, 0.5), (1.0, 1.0)),
+    ((0.96, 0.9), (1.0, 1.0)),
+    ((1 - 1 / 15, 1 - 1 / 15), (1.0, 1.0)),  # exactly the last cell
+    ((0.0, 0.0), (1.0, 0.99999994)),
+]
+
+
+def far_edge_batch(h: int = 15, w: int = 15, k: int = 5, c: int = 50):
+    """Maps with FAR_EDGE_BOXES, float32."""
+    rng = np.random.default_rng(21)
+    maps = [random_label_map(rng, h, w, k, c) for _ in FAR_EDGE_BOXES]
+    starts = [np.array(a, np.float32) for a, _ in FAR_EDGE_BOXES]
+    ends = [np.array(b, np.float32) for _, b in FAR_EDGE_BOXES]
+    return [m[0] for m in maps], [m[1] for m in maps], starts, ends
+
+
+def far_edge_non_square_batch():
+    """transpose_box's float32 geometry scales both axes by W: on a 7 x 15 map a row sample lands
+    exactly on the far edge (p == 7) for a corner at 7/15 (after the axis swap: the x corner)."""
+    rng = np.random.default_rng(22)
+    edge = np.float32(7 / 15)
+    boxes = [((0.2, edge), (0.8, edge + np.float32(0.001))), ((0.2, edge), (0.8, 1.0)), ((0.0, edge), (1.0, 0.6)),
+             ((0.3, 0.0), (0.4, 1.0))]
+    maps = [random_label_map(rng, 7, 15, 4, 50) for _ in boxes]
+    return ([m[0] for m in maps], [m[1] for m in maps], [np.array(a, np.float32) for a, _ in boxes],
+            [np.array(b, np.float32) for _, b in boxes])
+
+
 def make_batch(seed: int, h: int, w: int, k: int, num_classes: int, score_dtype=np.float32, class_dtype=np.int32,
                n_random: int = 6):
     rng = np.random.default_rng(seed)

@@ -195,8 +195,8 @@ def rewrite(text: str, label: str) -> str:
                     fail(lead, f"kernel {name}: expected `extern __shared__ T name[];`")
                 type_ = re.sub(r"__align__\s*\(\s*\d+\s*\)|alignas\s*\(\s*\d+\s*\)", "", d.group(1)).strip()
                 newlines = "\n" * text.count("\n", lead, stmt_end)
-                edits.append((lead, stmt_end, f"{type_} *const {d.group(2)} = "
-                                              f"::cudasim::detail::dynamic_shared<{type_}>(__FILE__, __LINE__);{newlines}"))
+                pointer = f"::cudasim::detail::dynamic_shared<{type_}>(__FILE__, __LINE__);"
+                edits.append((lead, stmt_end, f"{type_} *const {d.group(2)} = {pointer}{newlines}"))
             else:
                 declarator = stmt[stmt.rfind("}") + 1:] if "}" in stmt else stmt[len("__shared__"):]
                 declarator = re.sub(r"\[[^\]]*\]", "", declarator).rstrip(";").strip()

@@ -19,6 +19,8 @@ from label_pool_cases import (
     MODES,
     SCORE_CLASS_DTYPES,
     assert_close,
+    far_edge_batch,
+    far_edge_non_square_batch,
     good_sample,
     make_batch,
     torchvision_reference,
@@ -177,26 +179,14 @@ def test_mixed_map_shapes_in_one_batch(cudasim_driver):
     assert launch.dynamic_shared == (max_h + max_w + 1000) * 8  # sized by the largest map
 
 
-# The RoIAlign border rules at the far edge (rel = 1.0): boxes touching it, thinner than a cell,
-# and as close to empty as float32 allows. Kills `p > size` -> `p >= size` in label_pool_math.h
-# wherever a sample can land exactly on the edge.
-FAR_EDGE_BOXES = [
-    ((0.99999994, 0.99999994), (1.0, 1.0)),
-    ((0.9999, 0.0), (1.0, 1.0)),
-    ((0.0, 0.9999), (1.0, 1.0)),
-    ((0.5, 0.5), (1.0, 1.0)),
-    ((0.96, 0.9), (1.0, 1.0)),
-    ((1 - 1 / 15, 1 - 1 / 15), (1.0, 1.0)),  # exactly the last cell
-    ((0.0, 0.0), (1.0, 0.99999994)),
-]
-
-
-def far_edge_batch(h: int = 15, w: int = 15, k: int = 5, c: int = 50):
-    rng = np.random.default_rng(21)
-    maps = [random_label_map(rng, h, w, k, c) for _ in FAR_EDGE_BOXES]
-    starts = [np.array(a, np.float32) for a, _ in FAR_EDGE_BOXES]
-    ends = [np.array(b, np.float32) for _, b in FAR_EDGE_BOXES]
-    return [m[0] for m in maps], [m[1] for m in maps], starts, ends
+def test_sample_exactly_on_the_far_edge_with_the_official_geometry(cudasim_driver):
+    batch = far_edge_non_square_batch()
+    s = Session()
+    ops.label_pool_both(s, "edge", batch, num_classes=50, output="logits", transpose_box=True)
+    cpu, gpu = ops.pair(s.execute(cudasim_driver), "edge")
+    assert_gpu_equals_cpu(gpu, cpu)
+    ref = np.stack([slow_label_pool(*x, 50, output="logits", transpose_box=True) for x in zip(*batch)])
+    np.testing.assert_allclose(gpu, ref, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("op_args", [dict(), dict(transpose_box=True)], ids=["default", "transpose_box"])

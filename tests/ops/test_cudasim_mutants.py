@@ -17,7 +17,8 @@ import re
 
 import numpy as np
 import pytest
-from reference import random_box, random_label_map
+from label_pool_cases import far_edge_non_square_batch
+from reference import random_box, random_label_map, slow_label_pool
 
 from cudasim import harness, ops
 from cudasim.harness import CSRC, Session
@@ -73,6 +74,12 @@ MUTANTS = [
            "    AllowDynamicShared(LabelPoolKernel<Score, Class, true>, shared_z, max_shared_z);\n",
            "  const size_t max_shared_z = 48 * 1024;\n  if (shared_z <= max_shared_z) {\n\n",
            "cudaErrorInvalidValue"),
+    # The official (float32) geometry's far-edge rule: a sample exactly on the edge still counts. Reachable
+    # there (rows are scaled by W: H = 7, W = 15, corner 7/15) but not in the default float64 geometry,
+    # where `p > size` -> `p >= size` is an equivalent mutant (every sample is at least 6e-8 inside).
+    Mutant("official geometry: a sample on the far edge dropped", "label_pool/label_pool_math.h",
+           "if (p < -1.0f || p > static_cast<float>(size)) continue;",
+           "if (p < -1.0f || p >= static_cast<float>(size)) continue;", "differs from the reference"),
     # Survivors of the CPU backend's mutation pass (issue #17), killed by the cases below.
     Mutant("softmax max starts at 0 when every class is touched", CPU,
            "double z_max = background > 0 ? 0.0 : -std::numeric_limits<double>::infinity();",
@@ -102,6 +109,10 @@ def cases(s: Session) -> dict[str, dict]:
                [np.broadcast_to(np.arange(k, dtype=np.int32), (4, 4, k)).copy()],
                [np.array([0.1, 0.2], np.float32)], [np.array([0.8, 0.9], np.float32)])
     ops.label_pool_both(s, "touched", touched, num_classes=k)
+    edge = far_edge_non_square_batch()
+    ops.label_pool_both(s, "edge", edge, num_classes=50, output="logits", transpose_box=True)
+    expect["edge"] = {"reference": np.stack([slow_label_pool(*x, 50, output="logits", transpose_box=True)
+                                             for x in zip(*edge)])}
     for value in (np.inf, -np.inf):
         scores = np.ones((3, 4, 2), np.float16)
         scores[1, 2, 0] = value
@@ -119,6 +130,11 @@ def detections(out: harness.RunOutput, expect: dict[str, dict]) -> list[str]:
     tags = sorted({t.rsplit("/", 1)[0] for t in out.results})
     for tag in tags:
         cpu, gpu = out[f"{tag}/cpu"], out[f"{tag}/gpu"]
+        if "reference" in expect.get(tag, {}):
+            for side, r in (("cpu", cpu), ("gpu", gpu)):
+                if r.status != "ok" or np.abs(ops.stacked(r) - expect[tag]["reference"]).max() > 1e-6:
+                    found.append(f"{side}: {tag} differs from the reference")
+            continue
         if tag in expect:
             for side, r in (("cpu", cpu), ("gpu", gpu)):
                 if r.status != "error" or not re.search(expect[tag]["error"], r.message):

@@ -12,6 +12,8 @@ from label_pool_cases import (
     BAD_INPUTS,
     SCORE_CLASS_DTYPES,
     assert_close,
+    far_edge_batch,
+    far_edge_non_square_batch,
     good_sample,
     make_batch,
     run_once,
@@ -172,25 +174,21 @@ def test_logits_are_linear_in_the_region():
     np.testing.assert_allclose(whole, 0.5 * top + 0.5 * bottom, atol=1e-6)
 
 
-# Boxes at the far edge (rel = 1.0): touching it, thinner than a cell, as close to empty as float32
-# allows. (With the double-precision geometry no RoIAlign sample lands exactly on p == size, so
-# label_pool_math.h's `p > size` and `p >= size` agree here; these pin the border rules anyway.)
-FAR_EDGE_BOXES = [((0.99999994, 0.99999994), (1.0, 1.0)), ((0.9999, 0.0), (1.0, 1.0)), ((0.0, 0.9999), (1.0, 1.0)),
-                  ((0.5, 0.5), (1.0, 1.0)), ((0.96, 0.9), (1.0, 1.0)), ((1 - 1 / 15, 1 - 1 / 15), (1.0, 1.0)),
-                  ((0.0, 0.0), (1.0, 0.99999994))]
-
-
 @pytest.mark.parametrize("transpose_box", [False, True])
 def test_boxes_at_the_far_edge_match_torchvision(label_pool_runner, transpose_box):
-    rng = np.random.default_rng(21)
-    maps = [random_label_map(rng, 15, 15, 5, 50) for _ in FAR_EDGE_BOXES]
-    scores, classes = [m[0] for m in maps], [m[1] for m in maps]
-    starts = [np.array(a, np.float32) for a, _ in FAR_EDGE_BOXES]
-    ends = [np.array(b, np.float32) for _, b in FAR_EDGE_BOXES]
+    scores, classes, starts, ends = far_edge_batch()
     out = label_pool_runner(num_classes=50, transpose_box=transpose_box)(scores, classes, starts, ends)
-    if transpose_box:  # torchvision on the transposed boxes
-        starts, ends = [s[::-1].copy() for s in starts], [e[::-1].copy() for e in ends]
-    assert_close(out, torchvision_reference(scores, classes, starts, ends, 50))
+    if not transpose_box:
+        assert_close(out, torchvision_reference(scores, classes, starts, ends, 50))
+    ref = np.stack([slow_label_pool(*x, 50, transpose_box=transpose_box) for x in zip(scores, classes, starts, ends)])
+    assert_close(out, ref)
+
+
+def test_sample_exactly_on_the_far_edge_with_the_official_geometry(label_pool_runner):
+    batch = far_edge_non_square_batch()
+    out = label_pool_runner(num_classes=50, transpose_box=True, output="logits")(*batch)
+    ref = np.stack([slow_label_pool(*x, 50, output="logits", transpose_box=True) for x in zip(*batch)])
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_softmax_when_every_class_is_touched():

@@ -307,7 +307,8 @@ class Driver {
     for (const auto &[index, samples] : inputs) ws.AddInput<Backend>(MakeList<Backend>(samples));
     for (const auto &[name, samples] : arg_inputs) ws.SetArgumentInput(name, MakeList<dali::CPUBackend>(samples));
     std::vector<dali::OutputDesc> descs;
-    if (!op.op->Setup(descs, ws)) throw std::logic_error("driver: operators that do not infer outputs are not supported");
+    if (!op.op->Setup(descs, ws))
+      throw std::logic_error("driver: operators that do not infer their outputs are not supported");
     for (size_t o = 0; o < descs.size(); ++o) {
       const auto &d = descs[o];
       auto t = std::make_shared<dali::TensorList<Backend>>();

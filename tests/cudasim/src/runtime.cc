@@ -105,7 +105,7 @@ cudaError_t FuncGetAttributes(cudaFuncAttributes *attr, const KernelThunk &kerne
   std::lock_guard<std::mutex> guard(Kernels().mutex);
   *attr = cudaFuncAttributes{};
   attr->sharedSizeBytes = k.static_shared;
-  attr->maxThreadsPerBlock = k.launch_bounds ? static_cast<int>(k.launch_bounds) : static_cast<int>(Device().max_threads);
+  attr->maxThreadsPerBlock = static_cast<int>(k.launch_bounds ? k.launch_bounds : Device().max_threads);
   attr->maxDynamicSharedSizeBytes = k.max_dynamic;
   attr->ptxVersion = attr->binaryVersion = Device().cc_major * 10 + Device().cc_minor;
   attr->preferredShmemCarveout = -1;
@@ -391,7 +391,9 @@ cudaError_t cudaHostGetDevicePointer(void **device_ptr, void *host_ptr, unsigned
   std::lock_guard<std::mutex> guard(m.mutex);
   const Region *r = FindLocked(m, host_ptr, 1);
   if (flags != 0) return Fail(cudaErrorInvalidValue, "cudaHostGetDevicePointer: flags must be 0");
-  if (!r || r->kind == MemKind::kDevice || (r->kind == MemKind::kRegisteredHost && !(r->flags & cudaHostRegisterMapped)))
+  const bool mapped = r && (r->kind == MemKind::kPinnedHost ||
+                            (r->kind == MemKind::kRegisteredHost && (r->flags & cudaHostRegisterMapped)));
+  if (!mapped)
     return Fail(cudaErrorInvalidValue, "cudaHostGetDevicePointer of memory that is not mapped pinned host memory");
   *device_ptr = host_ptr;  // unified addressing: the same address
   return cudaSuccess;

@@ -213,7 +213,9 @@ class KernelLaunch {
   template <size_t I, typename T>
   static void AddPointer(const T &value, detail::LaunchRequest &r) {
     if constexpr (std::is_pointer_v<T>) {
-      r.pointer_args.emplace_back(static_cast<int>(I), reinterpret_cast<const void *>(reinterpret_cast<uintptr_t>(value)));
+      // (through an integer: a static_cast cannot drop `volatile`)
+      const auto *address = reinterpret_cast<const void *>(reinterpret_cast<uintptr_t>(value));
+      r.pointer_args.emplace_back(static_cast<int>(I), address);
       r.pointer_arg_types.push_back(detail::TypeName<T>());
     }
   }

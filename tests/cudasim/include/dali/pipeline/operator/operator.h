@@ -76,4 +76,6 @@ constexpr const char *BackendDeviceName() {
 #define DALI_REGISTER_OPERATOR(OpName, OpType, device)                                                      \
   static int CUDASIM_DALI_CAT(cudasim_operator_, __LINE__) = ::dali::OperatorRegistry::Register(            \
       #OpName, ::dali::BackendDeviceName<device##Backend>(),                                                \
-      [](const ::dali::OpSpec &spec) -> std::unique_ptr<::dali::OperatorBase> { return std::make_unique<OpType>(spec); });
+      [](const ::dali::OpSpec &spec) -> std::unique_ptr<::dali::OperatorBase> {                            \
+        return std::make_unique<OpType>(spec);                                                              \
+      });

@@ -22,7 +22,8 @@ class ThreadPool {
   }
 
   void RunAll(bool = true) {
-    std::stable_sort(items_.begin(), items_.end(), [](const Item &a, const Item &b) { return a.priority > b.priority; });
+    std::stable_sort(items_.begin(), items_.end(),
+                     [](const Item &a, const Item &b) { return a.priority > b.priority; });
     std::vector<std::exception_ptr> errors(items_.size());
     std::atomic<size_t> next{0};
     std::vector<std::thread> threads;

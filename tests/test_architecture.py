@@ -20,7 +20,7 @@ PIPELINES = REPO / "pipelines"
 # Layers, lowest first: a module may import from its own layer and the layers below, never above.
 LAYERS = {
     "dali_relabel.fs": 0, "dali_relabel.distributed": 0, "dali_relabel.normalization": 0,
-    "dali_relabel.image_folder": 0,
+    "dali_relabel.image_folder": 0, "dali_relabel.errors": 0,
     "dali_relabel.store": 1,
     "dali_relabel.ops": 2,
     "dali_relabel.pipelines": 3,

@@ -14,18 +14,24 @@ block's digest), written only after the data is stored (and fsynced, for local p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import zarr
 import zarr.errors
+from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from ..fs import fsync_path
+from ..errors import (InvalidArgument, InvalidKeyError, StoreDamagedError, StoreExistsError, StoreIncompleteError,
+                      StoreMismatchError, StoreNotFoundError, storage_error)
+from ..fs import atomic_directory, file_lock, fsync_path
 from . import format as fmt
 from .format import block_digest
 
@@ -46,30 +52,62 @@ class LabelStore:
         num_samples, height, width, k, num_classes, block_size, num_blocks: the store's geometry.
         annotator: description of the machine annotator (dict, may be empty).
         class_names: one name per class (e.g. WordNet ids) or None.
+        format_version: the store's format version (1 or 2; see docs/FORMAT.md).
         mode: "r" or "r+".
     """
 
-    def __init__(self, group: zarr.Group, url: str, mode: str):
-        attrs = dict(group.attrs)
+    def __init__(self, group: zarr.Group, url: str, mode: str, *, attrs: dict | None = None,
+                 identity: bytes | None = None):
+        # ``attrs``/``identity``: a creator passes its own, so that the blocks it writes carry the identity of
+        # the store it created even if a racing creator (possible on object stores) overwrote the metadata.
         self._group, self.url, self.mode = group, str(url), mode
-        self.num_samples: int = attrs["num_samples"]
-        self.height: int = attrs["height"]
-        self.width: int = attrs["width"]
-        self.k: int = attrs["k"]
-        self.num_classes: int = attrs["num_classes"]
-        self.block_size: int = attrs["block_size"]
-        self.num_blocks: int = attrs["num_blocks"]
+        attrs = dict(group.attrs) if attrs is None else attrs
+        try:
+            self.num_samples: int = int(attrs["num_samples"])
+            self.height: int = int(attrs["height"])
+            self.width: int = int(attrs["width"])
+            self.k: int = int(attrs["k"])
+            self.num_classes: int = int(attrs["num_classes"])
+            self.block_size: int = int(attrs["block_size"])
+            self.num_blocks: int = int(attrs["num_blocks"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreDamagedError(f"LabelStore.open: the attributes of {url} (zarr.json) lack or garble "
+                                    f"{e}: the store's metadata is damaged; restore the store from a copy or "
+                                    f"create it again", url=str(url), object="zarr.json") from None
+        self.format_version: int = int(attrs.get("format_version", 1))
         self.annotator: dict = attrs.get("annotator") or {}
         self.class_names: list[str] | None = attrs.get("class_names")
         self.class_dtype = fmt.class_dtype(self.num_classes)
-        self._scores = group[fmt.SCORES]
-        self._classes = group[fmt.CLASSES]
-        self._digests = group[fmt.BLOCK_DIGESTS]
+        self._stored_identity: str | None = attrs.get("identity")
+        self._identity = identity
+        self._scores = self._array(fmt.SCORES)
+        self._classes = self._array(fmt.CLASSES)
+        self._digests = self._array(fmt.BLOCK_DIGESTS)
+        self._marker_bytes = int(self._digests.shape[1]) if self._digests.ndim == 2 else -1
+        if self._digests.shape != (self.num_blocks, fmt.MARKER_BYTES.get(self.format_version, -1)):
+            raise StoreDamagedError(
+                f"LabelStore.open: {url}: '{fmt.BLOCK_DIGESTS}' has shape {self._digests.shape}, format version "
+                f"{self.format_version} with {self.num_blocks} blocks needs "
+                f"({self.num_blocks}, {fmt.MARKER_BYTES.get(self.format_version)}): the store's metadata is "
+                f"damaged; restore the store from a copy", url=self.url, object=f"{fmt.BLOCK_DIGESTS}/zarr.json")
         self._keys: np.ndarray | None = None
         self._labels: np.ndarray | None = None
         self._key_index: dict[str, int] | None = None
         self._complete_cache = np.zeros(self.num_blocks, bool)  # blocks never become incomplete
         self._block_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _array(self, name: str) -> zarr.Array:
+        try:
+            arr = self._group[name]
+        except Exception as e:  # missing or undecodable metadata
+            raise StoreDamagedError(
+                f"LabelStore.open: {self.url}: the '{name}' array cannot be opened ({_describe(e)}): its metadata "
+                f"({name}/zarr.json) is missing or damaged; restore the store from a copy", url=self.url,
+                object=f"{name}/zarr.json") from None
+        if not isinstance(arr, zarr.Array):
+            raise StoreDamagedError(f"LabelStore.open: {self.url}: '{name}' is not an array; the store is damaged",
+                                    url=self.url, object=f"{name}/zarr.json")
+        return arr
 
     # ------------------------------------------------------------------ creation and opening
     @classmethod
@@ -78,9 +116,15 @@ class LabelStore:
                annotator: dict | None = None, block_size: int = 512, exist_ok: bool = False) -> LabelStore:
         """Creates an empty store for ``len(keys)`` samples (or resumes one).
 
+        Creation is atomic and exclusive on local file systems: the store is built in a temporary directory
+        renamed into place, so of several processes creating the same store at once exactly one creates it;
+        the others resume it when their settings are identical (``exist_ok``) and fail otherwise. An existing
+        path must be an empty directory or a label store: nothing else is ever written into or replaced.
+
         Args:
             url: local path or fsspec URL (``file://``, ``memory://``, ``s3://``...).
-            keys: image paths relative to the dataset root, with extension; unique, one per row.
+            keys: image paths relative to the dataset root, with extension; unique, one per row; plain
+                relative POSIX paths (no ``..``, ``.`` or empty component, not absolute, no control character).
             num_classes: C (class indices are in ``[0, C)``; int16 storage when C ≤ 32768, else int32).
             height: map rows H (image y).
             width: map columns W (image x).
@@ -98,30 +142,40 @@ class LabelStore:
             The store, open in mode "r+".
 
         Raises:
-            ValueError: invalid arguments, or (``exist_ok``) an existing store that differs — the
-                message names the differing fields.
-            FileExistsError: a store exists and ``exist_ok`` is False.
+            InvalidArgument, InvalidKeyError (ValueError): invalid arguments or keys.
+            StoreMismatchError (ValueError, FileExistsError): (``exist_ok``) an existing store that differs —
+                the message names the differing fields.
+            StoreExistsError (FileExistsError): a store exists and ``exist_ok`` is False; or the path is a file
+                or a non-empty directory that is not a label store.
+            StoreWriteError (OSError): the location is full, read-only or not writable (the message names it).
         """
         keys = _check_keys(keys)
         n = len(keys)
         for name, value, low in (("num_classes", num_classes, 1), ("height", height, 1), ("width", width, 1),
                                  ("k", k, 1), ("block_size", block_size, 1)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ValueError(f"LabelStore.create: {name} must be an integer >= {low}, got {value!r}")
+                raise InvalidArgument(name, value, f"must be an integer >= {low}", where="LabelStore.create")
         if k > num_classes:
-            raise ValueError(f"LabelStore.create: k ({k}) cannot exceed num_classes ({num_classes})")
+            raise InvalidArgument("k", k, f"cannot exceed num_classes ({num_classes})", where="LabelStore.create")
         labels_arr = _check_labels(labels, n, num_classes)
         if class_names is not None:
             class_names = [str(c) for c in class_names]
             if len(class_names) != num_classes:
-                raise ValueError(f"LabelStore.create: {len(class_names)} class_names for num_classes={num_classes}")
+                raise InvalidArgument("class_names", f"<{len(class_names)} names>",
+                                      f"must hold num_classes={num_classes} names", where="LabelStore.create")
         annotator = dict(annotator or {})
         try:
             annotator = json.loads(json.dumps(annotator))  # normalised, so that resume compares like with like
         except (TypeError, ValueError) as e:
-            raise ValueError(f"LabelStore.create: annotator must be JSON-serialisable: {e}") from None
+            raise InvalidArgument("annotator", "...", f"must be JSON-serialisable ({e})",
+                                  where="LabelStore.create") from None
 
         n_blocks = -(-n // block_size)
+        key_bytes = fmt.encode_keys(keys)
+        identity = fmt.store_identity(num_samples=n, height=height, width=width, k=k, num_classes=num_classes,
+                                      block_size=block_size, annotator=annotator, class_names=class_names,
+                                      scores_dtype="<f2", classes_dtype=fmt.class_dtype(int(num_classes)),
+                                      key_bytes=key_bytes, labels=labels_arr)
         attrs = {
             "format": fmt.FORMAT_NAME, "format_version": fmt.FORMAT_VERSION,
             "num_samples": n, "height": int(height), "width": int(width), "k": int(k),
@@ -131,32 +185,90 @@ class LabelStore:
             "block_size": int(block_size), "num_blocks": n_blocks,
             "completeness": {"array": fmt.BLOCK_DIGESTS, "rule": fmt.COMPLETENESS_RULE},
             "keys_encoding": fmt.KEYS_ENCODING,
+            "identity": identity.hex(), "identity_rule": fmt.IDENTITY_RULE,
         }
-        store_arg = _store_arg(url)
+        request = _Request(url=url, attrs=attrs, keys=keys, key_bytes=key_bytes, labels=labels_arr,
+                           labels_given=labels is not None, class_names=class_names, identity=identity,
+                           exist_ok=exist_ok)
+        local = _local_path(url)
+        if local is not None:
+            return cls._create_local(local, request)
+        return cls._create_remote(request)
+
+    @classmethod
+    def _create_local(cls, path: Path, req: _Request) -> LabelStore:
+        """Creates the store in a temp directory renamed into place: atomic, and exclusive (the rename fails if
+        another process put a store there first)."""
+        if path.is_symlink():
+            path = path.resolve()
+        state, example = _inspect_local(path)
+        if state == "store":
+            return cls._join(req, raced=False)
+        if state == "file":
+            raise StoreExistsError(f"LabelStore.create: {path} is a file, not a directory; a label store is a "
+                                   f"directory: choose another path")
+        if state == "foreign":
+            raise StoreExistsError(f"LabelStore.create: {path} is a directory that is not a label store (it holds "
+                                   f"{example!r}); nothing was written: choose a new or empty directory")
+        if state == "partial" and not req.exist_ok:
+            raise StoreExistsError(f"LabelStore.create: {path} holds a zarr group that is not a complete label store "
+                                   f"(an interrupted creation?); pass exist_ok=True to finish it or delete it")
+        try:
+            # Replacing an interrupted creation (no block can have been written: writers need the finished
+            # attributes) is done under a lock, so that it never moves aside a store another process just made.
+            with file_lock(path.parent / f".{path.name}.create.lock") if state == "partial" else nullcontext():
+                if state == "partial" and _inspect_local(path)[0] != "partial":
+                    return cls._create_local(path, req)  # finished by another process meanwhile
+                with atomic_directory(path, durable=True, replace=state == "partial", exclusive=True) as tmp:
+                    group = zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3)
+                    cls._create_arrays(group, req.url, req.attrs["num_samples"], req.attrs["height"],
+                                       req.attrs["width"], req.attrs["k"], req.attrs["num_classes"],
+                                       req.attrs["block_size"], req.attrs["num_blocks"], req.key_bytes, req.labels)
+                    group.attrs.put(req.attrs)
+        except FileExistsError:
+            return cls._join(req, raced=True)  # another process created it first
+        except OSError as e:
+            raise storage_error(e, doing=f"create the label store {path}", path=path.parent) from e
+        return cls(zarr.open_group(LocalStore(path), mode="r+", zarr_format=3), req.url, "r+", attrs=req.attrs,
+                   identity=req.identity)
+
+    @classmethod
+    def _create_remote(cls, req: _Request) -> LabelStore:
+        """Object stores and other fsspec URLs have no atomic rename: arrays first, the attributes last (their
+        presence says that creation finished). Two creators racing here are caught by the identity check."""
+        store_arg = _store_arg(req.url)
         group = _try_open_group(store_arg, "r+")
         if group is not None and group.attrs.get("format") == fmt.FORMAT_NAME:
-            if not exist_ok:
-                raise FileExistsError(f"LabelStore.create: a label store already exists at {url}; pass exist_ok=True "
-                                      f"to resume writing it, or delete it first")
-            store = cls(group, url, "r+")
-            store._check_same(attrs, keys, None if labels is None else labels_arr, class_names)
-            return store
-        if group is not None and not exist_ok and any(True for _ in group.members()):
-            raise FileExistsError(f"LabelStore.create: {url} holds a zarr group that is not a complete label store "
-                                  f"(an interrupted creation?); pass exist_ok=True to finish it or delete it")
+            return cls._join(req, raced=False)
+        if group is not None and not req.exist_ok and any(True for _ in group.members()):
+            raise StoreExistsError(f"LabelStore.create: {req.url} holds a zarr group that is not a complete label "
+                                   f"store (an interrupted creation?); pass exist_ok=True to finish it or delete it")
         if group is None:
             group = zarr.open_group(store_arg, mode="a", zarr_format=3)
-        cls._create_arrays(group, url, n, int(height), int(width), int(k), int(num_classes), int(block_size),
-                           n_blocks, keys, labels_arr)
-        # The format attribute goes last: its presence says that creation finished.
-        group.attrs.put(attrs)
-        return cls(group, url, "r+")
+        a = req.attrs
+        cls._create_arrays(group, req.url, a["num_samples"], a["height"], a["width"], a["k"], a["num_classes"],
+                           a["block_size"], a["num_blocks"], req.key_bytes, req.labels)
+        group.attrs.put(a)
+        if dict(zarr.open_group(store_arg, mode="r", zarr_format=3).attrs).get("identity") != a["identity"]:
+            return cls._join(req, raced=True)  # another creator's attributes won
+        return cls(group, req.url, "r+", attrs=a, identity=req.identity)
+
+    @classmethod
+    def _join(cls, req: _Request, *, raced: bool) -> LabelStore:
+        """Opens the store that exists at ``req.url`` to resume it, if allowed and identical."""
+        who = "another process created a label store at the same time" if raced else "a label store already exists"
+        if not req.exist_ok:
+            raise StoreExistsError(f"LabelStore.create: {who} at {req.url}; pass exist_ok=True to resume writing "
+                                   f"it, or delete it first")
+        store = cls.open(req.url, mode="r+")
+        store._check_same(req.attrs, req.keys, req.labels if req.labels_given else None, req.class_names,
+                          raced=raced)
+        return store
 
     @staticmethod
-    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, keys, labels) -> None:
+    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, key_bytes, labels) -> None:
         """Creates the arrays (idempotent: an interrupted or concurrent creation writes the same)."""
         cdt = fmt.class_dtype(c)
-        key_bytes = fmt.encode_keys(keys)
         specs = {
             fmt.SCORES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype="<f2", fill_value=np.nan,
                              **fmt.scores_codecs()),
@@ -166,8 +278,9 @@ class LabelStore:
                              **fmt.small_array_codecs()),
             fmt.KEYS: dict(shape=key_bytes.shape, chunks=(min(n, 1 << 16), key_bytes.shape[1]), dtype="u1",
                            fill_value=0, **fmt.small_array_codecs()),
-            fmt.BLOCK_DIGESTS: dict(shape=(n_blocks, fmt.DIGEST_BYTES), chunks=(1, fmt.DIGEST_BYTES), dtype="u1",
-                                    fill_value=0, filters=[], compressors=None),
+            fmt.BLOCK_DIGESTS: dict(shape=(n_blocks, fmt.MARKER_BYTES[fmt.FORMAT_VERSION]),
+                                    chunks=(1, fmt.MARKER_BYTES[fmt.FORMAT_VERSION]), dtype="u1", fill_value=0,
+                                    filters=[], compressors=None),
         }
         arrays = {}
         for name, spec in specs.items():
@@ -177,10 +290,10 @@ class LabelStore:
                 existing = group[name]
                 if existing.shape != spec["shape"] or existing.chunks != spec["chunks"] \
                         or np.dtype(existing.dtype) != np.dtype(spec["dtype"]):
-                    raise ValueError(f"LabelStore.create: {url} holds an unfinished store whose '{name}' array has "
-                                     f"shape {existing.shape}, chunks {existing.chunks}, dtype {existing.dtype}; "
-                                     f"expected {spec['shape']}, {spec['chunks']}, {spec['dtype']}: delete it "
-                                     f"and create again") from None
+                    raise StoreExistsError(
+                        f"LabelStore.create: {url} holds an unfinished store whose '{name}' array has shape "
+                        f"{existing.shape}, chunks {existing.chunks}, dtype {existing.dtype}; expected "
+                        f"{spec['shape']}, {spec['chunks']}, {spec['dtype']}: delete it and create again") from None
                 arrays[name] = existing
         arrays[fmt.KEYS][...] = key_bytes
         arrays[fmt.LABELS][...] = labels
@@ -194,26 +307,42 @@ class LabelStore:
             mode: "r" (read-only, default) or "r+" (read-write, to write blocks).
 
         Raises:
-            FileNotFoundError: nothing at ``url``.
+            StoreNotFoundError (FileNotFoundError): nothing at ``url``, or not a zarr group.
+            StoreDamagedError (ValueError): metadata that cannot be decoded (the message names the object).
             ValueError: ``url`` is not a (completely created) label store of a supported version.
         """
         if mode not in ("r", "r+"):
-            raise ValueError(f"LabelStore.open: mode must be 'r' or 'r+', got {mode!r}")
-        group = _try_open_group(_store_arg(url), mode)
+            raise InvalidArgument("mode", mode, "must be 'r' or 'r+'", where="LabelStore.open")
+        try:
+            group = _try_open_group(_store_arg(url), mode)
+        except Exception as e:
+            raise StoreDamagedError(f"LabelStore.open: {_join_url(url, 'zarr.json')} cannot be read as zarr v3 "
+                                    f"group metadata ({_describe(e)}): the store's metadata is damaged; restore the "
+                                    f"store from a copy", url=str(url), object="zarr.json") from None
         if group is None:
-            raise FileNotFoundError(f"LabelStore.open: no label store at {url}")
+            local = _local_path(url)
+            why = ""
+            if local is not None:
+                why = (" (no such file or directory)" if not local.exists() else
+                       " (a file, not a store directory)" if not local.is_dir() else
+                       " (a directory without zarr.json)")
+            raise StoreNotFoundError(f"LabelStore.open: no label store at {url}{why}")
         attrs = group.attrs
         if attrs.get("format") != fmt.FORMAT_NAME:
             raise ValueError(f"LabelStore.open: {url} is a zarr group but not a complete label store (no "
                              f"format={fmt.FORMAT_NAME!r} attribute; an interrupted creation?): create it again "
                              f"with LabelStore.create(..., exist_ok=True)")
-        if attrs.get("format_version") != fmt.FORMAT_VERSION:
+        if attrs.get("format_version") not in fmt.READABLE_VERSIONS:
             raise ValueError(f"LabelStore.open: {url} has format version {attrs.get('format_version')}, this "
-                             f"dali_relabel reads version {fmt.FORMAT_VERSION}: upgrade dali_relabel")
-        return cls(group, url, mode)
+                             f"dali_relabel reads versions {', '.join(map(str, fmt.READABLE_VERSIONS))}: upgrade "
+                             f"dali_relabel")
+        store = cls(group, url, mode)
+        if mode == "r+":
+            store.check_identity()  # a writer must not add blocks to a store whose metadata is mixed
+        return store
 
     def _check_same(self, attrs: dict, keys: list[str], labels: np.ndarray | None,
-                    class_names: list[str] | None) -> None:
+                    class_names: list[str] | None, raced: bool = False) -> None:
         differ = [f for f in _IDENTITY_FIELDS if getattr(self, f) != attrs[f]]
         if not np.array_equal(self.keys, np.asarray(keys, dtype=str)):
             differ.append("keys")
@@ -224,23 +353,61 @@ class LabelStore:
         if differ:
             details = "; ".join(f"{f}: existing {getattr(self, f)!r}, requested {attrs[f]!r}"
                                 for f in differ if f in attrs)
-            raise ValueError(f"LabelStore.create(exist_ok=True): the store at {self.url} differs in "
-                             f"{', '.join(differ)}" + (f" ({details})" if details else "")
-                             + ": resume with the same arguments, or write a new store")
+            who = "another process created a different store at the same time at" if raced else "the store at"
+            raise StoreMismatchError(f"LabelStore.create(exist_ok=True): {who} {self.url}: it differs in "
+                                     f"{', '.join(differ)}" + (f" ({details})" if details else "")
+                                     + ": resume with the same arguments, or write a new store")
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def identity(self) -> bytes | None:
+        """The store's identity (16 bytes, see ``format.store_identity``), derived from its metadata, keys and
+        labels; None for format version 1 stores, which have none."""
+        if self.format_version < 2:
+            return None
+        if self._identity is None:
+            self._identity = fmt.store_identity(
+                num_samples=self.num_samples, height=self.height, width=self.width, k=self.k,
+                num_classes=self.num_classes, block_size=self.block_size, annotator=self.annotator,
+                class_names=self.class_names, scores_dtype=self._scores.dtype, classes_dtype=self._classes.dtype,
+                key_bytes=self._read_whole(fmt.KEYS), labels=self.labels)
+        return self._identity
+
+    def identity_problem(self) -> str | None:
+        """Why the store's content disagrees with its ``identity`` attribute (metadata mixed by two creators, or
+        damaged), or None."""
+        if self.format_version < 2:
+            return None
+        if self.identity.hex() != self._stored_identity:
+            return (f"the store's metadata, keys and labels (identity {self.identity.hex()}) do not match its "
+                    f"'identity' attribute ({self._stored_identity}): two processes created it with different "
+                    f"settings at once, or its metadata was modified")
+        return None
+
+    def check_identity(self) -> None:
+        """Raises :class:`StoreDamagedError` when :meth:`identity_problem` finds one."""
+        problem = self.identity_problem()
+        if problem is not None:
+            raise StoreDamagedError(f"LabelStore: {self.url}: {problem}; write a new store", url=self.url,
+                                    object="zarr.json")
 
     # ------------------------------------------------------------------ metadata
     @property
     def keys(self) -> np.ndarray:
         """[N] str: image paths relative to the dataset root."""
         if self._keys is None:
-            self._keys = fmt.decode_keys(self._group[fmt.KEYS][...])
+            raw = self._read_whole(fmt.KEYS)
+            try:
+                self._keys = fmt.decode_keys(raw)
+            except UnicodeDecodeError as e:
+                raise self._damaged(fmt.KEYS, None, f"its bytes are not UTF-8 ({e})") from None
         return self._keys
 
     @property
     def labels(self) -> np.ndarray:
         """[N] int32: the original single labels (−1 unknown)."""
         if self._labels is None:
-            self._labels = np.asarray(self._group[fmt.LABELS][...], np.int32)
+            self._labels = np.asarray(self._read_whole(fmt.LABELS), np.int32)
         return self._labels
 
     @property
@@ -253,6 +420,12 @@ class LabelStore:
         self._check_block(block, "block_rows")
         return range(block * self.block_size, min(self.num_samples, (block + 1) * self.block_size))
 
+    def object_key(self, array: str, block: int = 0) -> str:
+        """The key (path inside the store) of the chunk object of ``array`` holding block ``block``'s rows."""
+        arr = self._group[array]
+        chunk = (block * self.block_size // arr.chunks[0],) if array in (fmt.KEYS, fmt.LABELS) else (block,)
+        return f"{array}/{arr.metadata.encode_chunk_key(chunk + (0,) * (arr.ndim - 1))}"
+
     def __len__(self) -> int:
         return self.num_samples
 
@@ -260,22 +433,55 @@ class LabelStore:
         return (f"LabelStore({self.url!r}, mode={self.mode!r}, N={self.num_samples}, H={self.height}, W={self.width}, "
                 f"K={self.k}, C={self.num_classes}, blocks={int(self.completed_blocks().sum())}/{self.num_blocks})")
 
+    # ------------------------------------------------------------------ reading objects, with their names
+    def _damaged(self, array: str, block: int | None, problem: str) -> StoreDamagedError:
+        obj = self.object_key(array, block) if block is not None else f"{array}/c/..."
+        what = f"block {block}'s '{array}'" if block is not None else f"the '{array}' array"
+        if array in (fmt.SCORES, fmt.CLASSES, fmt.BLOCK_DIGESTS) and block is not None:
+            fix = (f"mark the block incomplete (dali-relabel verify --mark-incomplete {self.url}, or "
+                   f"LabelStore.mark_incomplete) and rerun the writer to rewrite it, or restore the store from a copy")
+        else:
+            fix = "it is written once, at creation: restore the store from a copy, or create the store again"
+        return StoreDamagedError(f"LabelStore: {what} in {self.url} (object {obj}) {problem}: the store is damaged; "
+                                 f"{fix}", url=self.url, object=obj)
+
+    def _read_whole(self, name: str) -> np.ndarray:
+        try:
+            return np.asarray(self._group[name][...])
+        except Exception as e:
+            raise self._damaged(name, None, f"cannot be decoded ({_describe(e)})") from None
+
+    def _read_chunk(self, name: str, arr: zarr.Array, block: int, rows: range) -> np.ndarray:
+        try:
+            return np.asarray(arr[rows.start:rows.stop])
+        except Exception as e:
+            raise self._damaged(name, block, f"cannot be decoded ({_describe(e)})") from None
+
+    def _object_exists(self, key: str) -> bool:
+        try:
+            return bool(sync(self._group.store.exists(f"{self._group.path}/{key}".lstrip("/"))))
+        except Exception:
+            return True  # unknown: say "holds no data" rather than "missing"
+
     # ------------------------------------------------------------------ completeness
+    def _markers(self) -> tuple[np.ndarray, list[int]]:
+        """(uint8 [num_blocks, marker bytes] markers, damaged blocks): a marker object damaged by a crash of the
+        machine (zarr writes local objects atomically, so not of a process) counts as absent, and is listed."""
+        try:
+            return np.asarray(self._digests[...], np.uint8), []
+        except Exception:
+            rows, damaged = np.zeros(self._digests.shape, np.uint8), []
+            for b in range(self.num_blocks):
+                try:
+                    rows[b] = self._digests[b]
+                except Exception:
+                    damaged.append(b)
+            return rows, damaged
+
     def completed_blocks(self) -> np.ndarray:
         """bool [num_blocks]: which blocks are completely written."""
-        todo = np.nonzero(~self._complete_cache)[0]
-        if todo.size:
-            try:
-                rows = self._digests[...]
-                self._complete_cache |= rows.any(axis=1)
-            except Exception:
-                # A marker object damaged by a crash of the machine (not the process: zarr writes local
-                # objects atomically) must not hide the others: read them one by one, damaged = incomplete.
-                for b in todo:
-                    try:
-                        self._complete_cache[b] = bool(self._digests[b].any())
-                    except Exception:
-                        pass
+        if not self._complete_cache.all():
+            self._complete_cache |= self._markers()[0].any(axis=1)
         return self._complete_cache.copy()
 
     @property
@@ -284,8 +490,31 @@ class LabelStore:
         return bool(self.completed_blocks().all())
 
     def block_digests(self) -> np.ndarray:
-        """uint8 [num_blocks, 16]: each block's digest (all zero for incomplete blocks)."""
-        return np.asarray(self._digests[...], np.uint8)
+        """uint8 [num_blocks, 16]: each block's data digest (all zero for incomplete blocks)."""
+        return self._markers()[0][:, :fmt.DIGEST_BYTES].copy()
+
+    def block_markers(self) -> tuple[np.ndarray, list[int]]:
+        """Every block's marker, ``uint8 [num_blocks, 16 or 32]`` (digest, then the writer's identity for format
+        version 2; all zero: incomplete), and the blocks whose marker object is damaged (counted incomplete)."""
+        return self._markers()
+
+    def mark_incomplete(self, blocks) -> None:
+        """Removes the markers of ``blocks``, so that the writer (annotate, import-naver) rewrites them on its
+        next run. For blocks found damaged by ``verify``.
+
+        Raises:
+            PermissionError: the store is open read-only.
+        """
+        if self.mode != "r+":
+            raise PermissionError(f"LabelStore.mark_incomplete: {self.url} is open read-only; open it with mode='r+'")
+        for b in blocks:
+            self._check_block(int(b), "mark_incomplete")
+            try:
+                self._digests[int(b)] = 0
+            except OSError as e:
+                raise storage_error(e, doing=f"mark block {b} of {self.url} incomplete", path=self.url) from e
+        self._complete_cache[:] = False
+        self._block_cache = None
 
     # ------------------------------------------------------------------ writing
     def write_block(self, block: int, scores: np.ndarray, classes: np.ndarray) -> None:
@@ -303,19 +532,25 @@ class LabelStore:
         Raises:
             ValueError: wrong shape or invalid values; the message names the row, key and cell.
             PermissionError: the store is open read-only.
+            StoreWriteError (OSError): no space left, read-only or not writable (the message names the path).
         """
         if self.mode != "r+":
             raise PermissionError(f"LabelStore.write_block: {self.url} is open read-only; open it with mode='r+'")
         self._check_block(block, "write_block")
         rows = self.block_rows(block)
         scores, classes = self._validated_block(block, rows, scores, classes)
+        marker = fmt.block_marker(block_digest(scores, classes),
+                                  self.identity if self._marker_bytes > fmt.DIGEST_BYTES else None)
         sl = slice(rows.start, rows.stop)
-        self._scores[sl] = scores
-        self._classes[sl] = classes
-        self._fsync_chunks(block)
-        digest = block_digest(scores, classes)
-        self._digests[block] = np.frombuffer(digest, np.uint8)
-        self._fsync_objects([f"{fmt.BLOCK_DIGESTS}/{self._digests.metadata.encode_chunk_key((block, 0))}"])
+        try:
+            self._scores[sl] = scores
+            self._classes[sl] = classes
+            self._fsync_chunks(block)
+            self._digests[block] = np.frombuffer(marker, np.uint8)
+            self._fsync_objects([self.object_key(fmt.BLOCK_DIGESTS, block)])
+        except OSError as e:
+            raise storage_error(e, doing=f"write block {block} of the label store {self.url}", path=self.url,
+                                then="blocks already complete are kept: rerun the same command to resume") from e
         self._complete_cache[block] = True
         if self._block_cache is not None and self._block_cache[0] == block:
             self._block_cache = None
@@ -359,8 +594,7 @@ class LabelStore:
                          f"[{int(bad.any(axis=(1, 2, 3)).sum()) if bad.ndim == 4 else 1} sample(s) affected]; {fix}")
 
     def _fsync_chunks(self, block: int) -> None:
-        self._fsync_objects([f"{name}/{arr.metadata.encode_chunk_key((block, 0, 0, 0))}"
-                             for name, arr in ((fmt.SCORES, self._scores), (fmt.CLASSES, self._classes))])
+        self._fsync_objects([self.object_key(fmt.SCORES, block), self.object_key(fmt.CLASSES, block)])
 
     def _fsync_objects(self, keys: list[str]) -> None:
         """Makes written objects durable on a local file system (remote object stores are once PUT returns)."""
@@ -387,19 +621,15 @@ class LabelStore:
 
         Raises:
             IndexError: a row outside ``[-N, N)``.
-            ValueError: a row in a block that is not completely written.
+            StoreIncompleteError (ValueError): a row in a block that is not completely written.
+            StoreDamagedError (ValueError): a block marked complete whose data object is missing or cannot be
+                decoded (the message names the block and the object).
         """
         if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
             s, c = self.read(np.array([rows]))
             return s[0], c[0]
         if isinstance(rows, slice):
-            start, stop, step = rows.indices(self.num_samples)
-            if step == 1:
-                if stop <= start:
-                    return self._empty()
-                self._require_complete(np.arange(start // self.block_size, (stop - 1) // self.block_size + 1))
-                return (np.asarray(self._scores[start:stop]), np.asarray(self._classes[start:stop]))
-            rows = np.arange(start, stop, step)
+            rows = np.arange(*rows.indices(self.num_samples))
         idx = np.asarray(rows)
         if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
             raise TypeError(f"LabelStore.read: rows must be an int, a slice or a 1-D int array, got {rows!r}")
@@ -422,7 +652,11 @@ class LabelStore:
         return scores, classes
 
     def read_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """The data of one complete block: ``[len(block_rows(b)), H, W, K]`` scores and classes."""
+        """The data of one complete block: ``[len(block_rows(b)), H, W, K]`` scores and classes.
+
+        Raises:
+            StoreIncompleteError, StoreDamagedError: as :meth:`read`.
+        """
         self._check_block(block, "read_block")
         self._require_complete(np.array([block]))
         return self._read_block(block)
@@ -431,8 +665,17 @@ class LabelStore:
         # One decoded block is kept: row-by-row reads would otherwise decode a whole chunk per row.
         if self._block_cache is None or self._block_cache[0] != block:
             rows = self.block_rows(block)
-            sl = slice(rows.start, rows.stop)
-            self._block_cache = (block, np.asarray(self._scores[sl]), np.asarray(self._classes[sl]))
+            scores = self._read_chunk(fmt.SCORES, self._scores, block, rows)
+            classes = self._read_chunk(fmt.CLASSES, self._classes, block, rows)
+            # A complete block holds finite scores and classes >= 0 (write_block checks): the fill values
+            # (NaN, -1) mean that its object is missing, e.g. deleted, or never written by a foreign writer.
+            for name, fill in ((fmt.SCORES, np.isnan(scores)), (fmt.CLASSES, classes < 0)):
+                if fill.any():
+                    key = self.object_key(name, block)
+                    problem = ("is missing although the block is marked complete" if not self._object_exists(key)
+                               else "holds fill values (NaN scores / class -1) although the block is marked complete")
+                    raise self._damaged(name, block, problem)
+            self._block_cache = (block, scores, classes)
         return self._block_cache[1], self._block_cache[2]
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
@@ -446,9 +689,10 @@ class LabelStore:
         missing = [int(b) for b in blocks if not done[b]]
         if missing:
             r = self.block_rows(missing[0])
-            raise ValueError(f"LabelStore.read: {len(missing)} requested block(s) of {self.url} are not completely "
-                             f"written (first: block {missing[0]}, rows {r.start}..{r.stop - 1}); finish writing "
-                             f"them (see completed_blocks())")
+            raise StoreIncompleteError(
+                f"LabelStore.read: {len(missing)} requested block(s) of {self.url} are not completely written "
+                f"(first: block {missing[0]}, rows {r.start}..{r.stop - 1}); finish writing them (see "
+                f"completed_blocks())")
 
     def _check_block(self, block: int, where: str) -> None:
         if not isinstance(block, (int, np.integer)) or not 0 <= block < self.num_blocks:
@@ -482,7 +726,7 @@ class LabelStore:
         """
         self._require_all_complete("content_hash")
         h = hashlib.blake2b(digest_size=16)
-        h.update(json.dumps({"format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION, "n": self.num_samples,
+        h.update(json.dumps({"format": fmt.FORMAT_NAME, "version": self.format_version, "n": self.num_samples,
                              "h": self.height, "w": self.width, "k": self.k, "c": self.num_classes,
                              "block_size": self.block_size, "classes": self.class_dtype.str}).encode())
         h.update(self.block_digests().tobytes())
@@ -494,8 +738,9 @@ class LabelStore:
         done = self.completed_blocks()
         if not done.all():
             missing = np.nonzero(~done)[0]
-            raise ValueError(f"LabelStore.{where}: {self.url} is incomplete: {missing.size} of {self.num_blocks} "
-                             f"blocks not written (first: {missing[:5].tolist()}); finish writing it")
+            raise StoreIncompleteError(f"LabelStore.{where}: {self.url} is incomplete: {missing.size} of "
+                                       f"{self.num_blocks} blocks not written (first: {missing[:5].tolist()}); finish "
+                                       f"writing it")
 
     def nbytes_stored(self) -> dict[str, int]:
         """Stored (compressed) bytes per array, metadata included."""
@@ -520,41 +765,101 @@ class LabelStore:
 
 def _store_arg(url):
     """zarr's store argument: local paths (and file:// URLs) become LocalStore, other URLs go to fsspec."""
+    local = _local_path(url)
+    return str(url) if local is None else local
+
+
+def _local_path(url) -> Path | None:
+    """The local directory of a path or ``file://`` URL; None for other URLs."""
     s = str(url)
     if s.startswith("file://"):
         s = s[len("file://"):]
     if "://" in s:
-        return s
+        return None
     return Path(s).expanduser()
+
+
+def _join_url(url, name: str) -> str:
+    return f"{str(url).rstrip('/')}/{name}"
+
+
+def _describe(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _try_open_group(store_arg, mode: str) -> zarr.Group | None:
     try:
         return zarr.open_group(store_arg, mode=mode, zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+    except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError, KeyError):
         return None
+    except zarr.errors.ContainsArrayError:
+        return None  # an array, not a group
+
+
+def _inspect_local(path: Path) -> tuple[str, str | None]:
+    """What is at a local destination: ("absent" | "empty" | "file" | "store" | "partial" | "foreign", example).
+
+    "partial": a zarr group without the format attribute holding nothing but this format's arrays (a creation
+    interrupted by an older dali_relabel, which created stores in place); "foreign": anything else, with one
+    entry as an example.
+    """
+    if not path.exists() and not path.is_symlink():
+        return "absent", None
+    if not path.is_dir():
+        return "file", None
+    entries = sorted(os.listdir(path))
+    if not entries:
+        return "empty", None
+    meta = path / "zarr.json"
+    if meta.is_file():
+        try:
+            doc = json.loads(meta.read_text())
+        except (ValueError, OSError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("node_type") == "group":
+            attrs = doc.get("attributes") or {}
+            if attrs.get("format") == fmt.FORMAT_NAME:
+                return "store", None
+            strangers = [e for e in entries if e != "zarr.json" and e not in fmt.ARRAYS]
+            if not attrs and not strangers:
+                return "partial", None
+            return "foreign", strangers[0] if strangers else "zarr.json"
+        return "foreign", "zarr.json"
+    return "foreign", entries[0]
+
+
+@dataclasses.dataclass
+class _Request:
+    """What a create call asks for (passed between the creation paths)."""
+
+    url: object
+    attrs: dict
+    keys: list[str]
+    key_bytes: np.ndarray
+    labels: np.ndarray
+    labels_given: bool
+    class_names: list[str] | None
+    identity: bytes
+    exist_ok: bool
 
 
 def _check_keys(keys) -> list[str]:
     if isinstance(keys, str):
-        raise ValueError("LabelStore.create: keys must be a sequence of strings, not one string")
+        raise InvalidArgument("keys", keys, "must be a sequence of strings, not one string", where="LabelStore.create")
     keys = [k for k in keys]
     if not keys:
-        raise ValueError("LabelStore.create: keys is empty; a store holds at least one sample")
-    for i, key in enumerate(keys):
-        if not isinstance(key, (str, np.str_)) or not key:
-            raise ValueError(f"LabelStore.create: keys[{i}] = {key!r} is not a non-empty string")
-        if "\0" in key or key.startswith("/") or "\\" in key:
-            raise ValueError(f"LabelStore.create: keys[{i}] = {key!r} must be a relative path with '/' separators "
-                             f"and no NUL character")
-    keys = [str(k) for k in keys]
+        raise InvalidArgument("keys", keys, "must not be empty (a store holds at least one sample)",
+                              where="LabelStore.create")
+    keys = [fmt.check_key(key, f"LabelStore.create: keys[{i}]") for i, key in enumerate(keys)]
     if len(set(keys)) != len(keys):
         seen, dups = set(), []
         for key in keys:
             if key in seen:
                 dups.append(key)
             seen.add(key)
-        raise ValueError(f"LabelStore.create: {len(dups)} duplicate key(s), e.g. {dups[:5]}; keys must be unique")
+        raise InvalidKeyError(f"LabelStore.create: {len(dups)} duplicate key(s), e.g. {dups[:5]}; keys must be "
+                              f"unique")
     return keys
 
 

@@ -14,7 +14,7 @@ from store_util import create_store, fill, keys_for
 from dali_relabel import LabelStore
 from dali_relabel.cli import main
 from dali_relabel.ops.image_check import undecodable_images
-from dali_relabel.store.format import block_digest
+from dali_relabel.store.format import block_digest, block_marker
 
 
 def write_images(root: Path, keys: list[str]) -> None:
@@ -66,7 +66,8 @@ def _rewrite_block_behind_the_store(url, block, mutate):
     s, c = g["scores"][rows], g["classes"][rows]
     mutate(s, c)
     g["scores"][rows], g["classes"][rows] = s, c
-    g["block_digests"][block] = np.frombuffer(block_digest(s, c), np.uint8)
+    marker = block_marker(block_digest(s, c), LabelStore.open(url).identity)  # its digest, this store's identity
+    g["block_digests"][block] = np.frombuffer(marker, np.uint8)
 
 
 def test_verify_reports_every_problem_with_its_key(good, capsys):

@@ -11,6 +11,7 @@ import zarr
 from store_util import create_store, fill, start_python
 
 from dali_relabel import LabelBank, LabelStore, fs
+from dali_relabel.errors import BankError
 from dali_relabel.store import bank as bank_module
 
 
@@ -40,7 +41,7 @@ def test_materialize_content_and_files(store, tmp_path):
     meta = json.loads((bank.path / "bank.json").read_text())
     assert {k: meta[k] for k in ("format", "version", "num_samples", "height", "width", "k", "num_classes",
                                  "classes_dtype", "content_hash")} == {
-        "format": "dali_relabel.bank", "version": 1, "num_samples": 100, "height": 6, "width": 5, "k": 3,
+        "format": "dali_relabel.bank", "version": 2, "num_samples": 100, "height": 6, "width": 5, "k": 3,
         "num_classes": 50, "classes_dtype": "<i2", "content_hash": store.content_hash()}
     assert meta["class_names"][:2] == ["w0", "w1"]
     assert sorted(os.listdir(tmp_path / "banks")) == sorted([store.content_hash(), f".{store.content_hash()}.lock"])
@@ -152,13 +153,22 @@ def test_open_errors(store, tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a label bank"):
         LabelBank.open(tmp_path)
     bank = store.materialize(tmp_path / "banks", progress=False)
+    (bank.path / "labels.npy").chmod(0o644)
     np.save(bank.path / "labels.npy", np.zeros(99, np.int32))
-    with pytest.raises(ValueError, match=r"labels.npy holds int32 \(99,\), bank.json says int32 \(100,\): the bank "
-                                         r"is damaged; delete"):
+    with pytest.raises(BankError, match=rf"the bank {bank.path} is damaged: {bank.path}/labels.npy has 524 bytes, "
+                                        r"bank.json records 528 \(truncated or replaced\); LabelStore.materialize\(\) "
+                                        r"rebuilds it"):
         LabelBank.open(bank.path)
+    with pytest.raises(BankError, match=r"labels.npy holds int32 \(99,\), bank.json says int32 \(100,\): the bank "
+                                        r"is damaged; delete"):
+        LabelBank.open(bank.path, check="none")  # the arrays' own check
+    (bank.path / "bank.json").chmod(0o644)
     meta = json.loads((bank.path / "bank.json").read_text())
     (bank.path / "bank.json").write_text(json.dumps(dict(meta, version=7)))
-    with pytest.raises(ValueError, match="version 7; expected 'dali_relabel.bank' version 1"):
+    with pytest.raises(BankError, match="version 7; expected 'dali_relabel.bank' version 2"):
+        LabelBank.open(bank.path)
+    (bank.path / "bank.json").write_text("{not json")
+    with pytest.raises(BankError, match=rf"{bank.path}/bank.json cannot be parsed"):
         LabelBank.open(bank.path)
 
 

@@ -12,8 +12,21 @@ from __future__ import annotations
 import errno as errno_module
 
 
+def _rebuild(cls, args: tuple, state: dict):
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class DaliRelabelError(Exception):
-    """Base of the errors a user can act on (the message says how)."""
+    """Base of the errors a user can act on (the message says how).
+
+    Picklable with their attributes (errors raised in worker processes reach the parent intact).
+    """
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class InvalidArgument(DaliRelabelError, ValueError):
@@ -32,6 +45,10 @@ class InvalidArgument(DaliRelabelError, ValueError):
     def describe(self, shown: str) -> str:
         """The message with the argument shown as ``shown`` (the CLI passes ``--block-size 0``)."""
         return f"{self.where}: {shown}: {self.requirement}" if self.where else f"{shown}: {self.requirement}"
+
+
+class UsageError(DaliRelabelError, ValueError):
+    """Arguments that cannot be used together (the message says which to give)."""
 
 
 class StoreNotFoundError(DaliRelabelError, FileNotFoundError):
@@ -75,6 +92,9 @@ class StoreWriteError(DaliRelabelError, OSError):
     def __str__(self) -> str:
         return self.args[0]
 
+    def __reduce__(self):
+        return _rebuild_write_error, (self.args[0], self.errno)
+
 
 # errno -> (what happened, what to do)
 _STORAGE_ADVICE = {
@@ -103,6 +123,10 @@ def storage_error(error: OSError, *, doing: str, path, then: str = "") -> StoreW
                            error.errno)
 
 
+def _rebuild_write_error(message: str, errno: int | None) -> StoreWriteError:
+    return StoreWriteError(message, errno)
+
+
 class InvalidKeyError(DaliRelabelError, ValueError):
     """A key (image path relative to the dataset root) that is not a plain relative POSIX path."""
 
@@ -125,4 +149,4 @@ class ImageFolderError(DaliRelabelError, ValueError):
 
 __all__ = ["BankError", "BankNotFoundError", "DaliRelabelError", "ImageFolderError", "InvalidArgument",
            "InvalidKeyError", "StoreDamagedError", "StoreExistsError", "StoreIncompleteError", "StoreMismatchError",
-           "StoreNotFoundError", "StoreWriteError", "storage_error"]
+           "StoreNotFoundError", "StoreWriteError", "UsageError", "storage_error"]

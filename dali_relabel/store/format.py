@@ -28,6 +28,7 @@ import numpy as np
 from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 
 from ..errors import InvalidKeyError
+from ..image_folder import key_problem
 
 FORMAT_NAME = "dali_relabel.label_store"
 # Version 2 adds the store's identity (attribute ``identity``, and the second half of every block marker).
@@ -59,31 +60,6 @@ IDENTITY_RULE = (
     "annotator, class_names and the scores/classes data types, followed by the keys array's bytes and the labels "
     "(int32 little endian)")
 KEYS_ENCODING = "utf-8, zero-padded to the second dimension (tensorstore and other readers lack a string type)"
-
-
-def key_problem(key) -> str | None:
-    """Why ``key`` is not a valid store key, or None.
-
-    A key is the image's path relative to the dataset root: non-empty UTF-8 text, ``/`` separators, no empty,
-    ``.`` or ``..`` component, not absolute, no backslash and no control character (DALI's file lists are
-    line based, so a newline cannot be carried). So a key never names a file outside the root.
-    """
-    if not isinstance(key, str) or not key:
-        return "is not a non-empty string"
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8 (a file name in another encoding? rename the file)"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        return "contains a control character (newline, tab, NUL...); rename the file"
-    if key.startswith("/"):
-        return "is an absolute path; keys are paths relative to the dataset root"
-    if "\\" in key:
-        return "contains a backslash; keys use '/' separators"
-    parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return "has an empty, '.' or '..' component; keys are plain relative paths inside the dataset root"
-    return None
 
 
 def check_key(key, where: str) -> str:

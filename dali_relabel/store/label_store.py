@@ -373,6 +373,14 @@ class LabelStore:
                 key_bytes=self._read_whole(fmt.KEYS), labels=self.labels)
         return self._identity
 
+    @property
+    def stored_identity(self) -> bytes | None:
+        """The identity recorded at creation (the ``identity`` attribute); None for format version 1 stores."""
+        try:
+            return bytes.fromhex(self._stored_identity) if self._stored_identity else None
+        except (TypeError, ValueError):
+            return None
+
     def identity_problem(self) -> str | None:
         """Why the store's content disagrees with its ``identity`` attribute (metadata mixed by two creators, or
         damaged), or None."""
@@ -761,6 +769,20 @@ class LabelStore:
         from .bank import materialize_store
 
         return materialize_store(self, cache_dir, progress=progress)
+
+
+def resume_hint(url) -> str:
+    """After a writer failed: "N of M blocks of <url> are complete and kept: rerun ... to resume", or "" when the
+    store does not exist or holds no complete block (nothing to resume)."""
+    try:
+        store = LabelStore.open(url)
+        done = int(store.completed_blocks().sum())
+    except Exception:
+        return ""
+    if not done:
+        return ""
+    return (f"{done} of {store.num_blocks} blocks of {url} are complete and kept: rerun the same command to resume "
+            f"after fixing the problem")
 
 
 def _store_arg(url):

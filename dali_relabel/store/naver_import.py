@@ -28,14 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image_folder import ImageList
+from ..errors import DaliRelabelError, InvalidArgument
+from ..image_folder import ImageList, is_inside
 from .label_store import LabelStore
 
 LAYOUTS = {"kyx": (1, 2, 0), "kxy": (2, 1, 0)}  # file axes → [H, W, K]
 _SHOWN = 20  # missing pairs listed in an error
 
 
-class NaverImportError(ValueError):
+class NaverImportError(DaliRelabelError, ValueError):
     """The release cannot be imported; the message names the file(s) and what to do."""
 
 
@@ -111,7 +112,7 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
     if bad.any():
         where = tuple(int(v) for v in np.argwhere(bad)[0])
         raise NaverImportError(f"{path}: class index {cls[where]} at [k, i, j] = {list(where)} is not an integer in "
-                               f"[0, {num_classes}) ({int(bad.sum())} such values); check --num-classes")
+                               f"[0, {num_classes}) ({int(bad.sum())} such values); check the number of classes")
     if np.abs(scores).max() > np.finfo(np.float16).max:
         raise NaverImportError(f"{path}: a score of magnitude {np.abs(scores).max()} exceeds the float16 range "
                                f"of the store")
@@ -158,7 +159,15 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
 
     started = time.perf_counter()
     if layout not in LAYOUTS:
-        raise ValueError(f"import_naver: layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+        raise InvalidArgument("layout", layout, f"must be one of {sorted(LAYOUTS)}", where="import_naver")
+    for name, value in (("block_size", block_size), ("workers", workers), ("num_classes", num_classes)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise InvalidArgument(name, value, "must be an integer >= 1", where="import_naver")
+    for name, tree in (("images_dir", images_dir), ("maps_dir", maps_dir)):
+        if is_inside(out, tree):
+            raise InvalidArgument("out", out, f"is inside the {'image' if name == 'images_dir' else 'map'} folder "
+                                  f"{tree}: the store would be listed with its files and written among them; choose "
+                                  f"a path outside it", where="import_naver")
     listing = ImageList.from_folder(images_dir)
     class_names, image_keys, image_labels = listing.classes, listing.keys, listing.labels
     maps_dir = Path(maps_dir)
@@ -182,14 +191,14 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
                 parts.append(f"{len(items)} {what}: " + ", ".join(items[:_SHOWN])
                              + (f" ... and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""))
         raise NaverImportError(f"import_naver: {maps_dir} and {images_dir} do not match: " + "; ".join(parts)
-                               + ". Point --maps/--images at matching trees, or pass --allow-missing to import "
-                                 "the matched pairs only")
+                               + ". Give matching map and image trees, or allow missing pairs (allow_missing) to "
+                                 "import the matched pairs only")
     if not matched:
         raise NaverImportError(f"import_naver: no map in {maps_dir} matches an image in {images_dir}")
     num_classes = len(class_names) if num_classes is None else num_classes
     if len(class_names) > num_classes:
-        raise NaverImportError(f"import_naver: {images_dir} has {len(class_names)} class folders but num_classes is "
-                               f"{num_classes}; pass --num-classes >= {len(class_names)}")
+        raise InvalidArgument("num_classes", num_classes, f"is below the {len(class_names)} class folders of "
+                              f"{images_dir}", where="import_naver")
 
     keys = [image_keys[i] for i in matched]
     labels = np.array([image_labels[i] for i in matched], np.int32)

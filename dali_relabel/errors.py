@@ -42,9 +42,9 @@ class InvalidArgument(DaliRelabelError, ValueError):
         self.argument, self.value, self.requirement, self.where = argument, value, requirement, where
         super().__init__(self.describe(f"{argument}={value!r}"))
 
-    def describe(self, shown: str) -> str:
-        """The message with the argument shown as ``shown`` (the CLI passes ``--block-size 0``)."""
-        return f"{self.where}: {shown}: {self.requirement}" if self.where else f"{shown}: {self.requirement}"
+    def describe(self, shown: str, *, where: bool = True) -> str:
+        """The message with the argument shown as ``shown`` (the CLI passes ``--block-size 0`` and no ``where``)."""
+        return f"{self.where}: {shown}: {self.requirement}" if self.where and where else f"{shown}: {self.requirement}"
 
 
 class UsageError(DaliRelabelError, ValueError):

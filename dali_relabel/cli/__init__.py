@@ -67,7 +67,7 @@ def describe(error: BaseException, parser: argparse.ArgumentParser | None = None
         for action in parser._actions:
             if action.dest == error.argument and action.option_strings:
                 value = " ".join(map(str, error.value)) if isinstance(error.value, (list, tuple)) else error.value
-                return error.describe(f"{action.option_strings[-1]} {value}")
+                return error.describe(f"{action.option_strings[-1]} {value}", where=False)
     if isinstance(error, KeyError) and error.args:
         return str(error.args[0])
     if isinstance(error, OSError) and not isinstance(error, DaliRelabelError) and error.filename is not None:

@@ -88,8 +88,10 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
     try:
         t = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise NaverImportError(f"{path}: cannot be read as a torch tensor ({type(e).__name__}: {e}); the file is "
-                               f"corrupt or not a label map: extract it again from the release") from None
+        # torch's own messages run to paragraphs (e.g. weights_only advice): its first sentence says enough.
+        detail = " ".join(str(e).split()).split(". ")[0][:160]
+        raise NaverImportError(f"{path}: cannot be read as a torch tensor ({type(e).__name__}: {detail}); the file "
+                               f"is corrupt or not a label map: extract it again from the release") from None
     if not isinstance(t, torch.Tensor):
         raise NaverImportError(f"{path}: holds a {type(t).__name__}, expected a tensor [2, K, H, W]")
     shape = tuple(t.shape)

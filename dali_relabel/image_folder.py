@@ -144,8 +144,11 @@ def list_images(root, skipped: list[str] | None = None) -> list[str]:
         ImageFolderError: an image file name that cannot be a key (named).
     """
     root = Path(root)
-    report = [] if skipped is None else skipped
-    return sorted(key for _, key in _keys_of(root, _walk(root, root, report, set())))
+    report: list[str] = []
+    keys = sorted(key for _, key in _keys_of(root, _walk(root, root, report, set())))
+    if skipped is not None:
+        skipped.extend(sorted(report))
+    return keys
 
 
 @dataclasses.dataclass
@@ -212,7 +215,7 @@ class ImageList:
             # Non-image files, for the report only (hidden files are not worth mentioning).
             skipped.extend(f"{rel}/{f}" for rel, _, others in sorted(walked) for f in sorted(others)
                            if not f.startswith("."))
-        return cls(root, keys, labels, classes, skipped, empty, links)
+        return cls(root, keys, labels, classes, skipped, empty, sorted(links))
 
     @classmethod
     def from_file_list(cls, path) -> "ImageList":

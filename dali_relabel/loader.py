@@ -19,7 +19,7 @@ import torch
 
 from .distributed import process_ranks
 from .fs import atomic_write_text, cache_root
-from .image_folder import IMAGE_EXTENSIONS, ImageList
+from .image_folder import IMAGE_EXTENSIONS, ImageList, is_inside
 
 LOADER_OUTPUTS = ("images", "targets", "labels", "boxes", "indices", "keys", "mirror")
 # loader output name -> pipeline output name (keys are looked up from the rows on the host)
@@ -100,6 +100,9 @@ class ReLabelLoader:
             raise FileNotFoundError(f"{images}: no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         self._report_skipped()
         self.store = LabelStore.open(str(labels))
+        if is_inside(self.store.url, self.images.root):  # else reported as a class count or class order problem
+            raise ValueError(f"the label store {self.store.url} is inside the image folder {self.images.root}, where "
+                             f"ImageFolder counts it as a class folder (shifting the labels); move it out")
         self.num_classes = self._check_classes(num_classes)
         rows = self._match_rows(missing)
         self.num_missing = int((rows >= self.store.num_samples).sum())
@@ -141,6 +144,9 @@ class ReLabelLoader:
         if imgs.skipped:
             warnings.warn(f"{len(imgs.skipped)} files under {imgs.root} are not images DALI decodes and were "
                           f"skipped (e.g. {', '.join(imgs.skipped[:3])})", stacklevel=3)
+        if imgs.skipped_links:
+            warnings.warn(f"{len(imgs.skipped_links)} symbolic links under {imgs.root} were not followed: "
+                          f"{'; '.join(imgs.skipped_links[:3])}", stacklevel=3)
         if imgs.empty_classes:
             warnings.warn(f"{len(imgs.empty_classes)} class folders hold no images (kept as classes so that "
                           f"labels keep their folder index): {', '.join(imgs.empty_classes[:10])}", stacklevel=3)
@@ -158,6 +164,9 @@ class ReLabelLoader:
     def _match_rows(self, missing: str) -> np.ndarray:
         """Store row of every image; N + folder label where it has no map and missing='onehot' (N = store size)."""
         index = {k: i for i, k in enumerate(self.store.keys.tolist())}
+        if len(index) < self.store.num_samples:
+            raise ValueError(f"the label store {self.store.url} holds {self.store.num_samples - len(index)} duplicate "
+                             f"key(s): it is damaged or was written by another tool; `dali-relabel verify` lists them")
         rows = np.array([index.get(k, -1) for k in self.images.keys], np.int64)
         absent = np.flatnonzero(rows < 0)
         if len(absent):
@@ -205,6 +214,7 @@ class ReLabelLoader:
 
     def __iter__(self):
         keys, n_rows = self.store.keys, self.store.num_samples
+        self.bank.check_files()  # a bank file shrunk under us: a clear error now instead of a SIGBUS later
         for batch in self._iter:
             data = batch[0]
             out = []

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -38,6 +39,8 @@ from .format import block_digest
 if TYPE_CHECKING:
     from .bank import LabelBank
 
+# Temporary objects (zarr's "*.partial") older than this were left by a killed writer (see remove_leftovers).
+LEFTOVER_AGE_S = 600.0
 # Fields that must match for create(..., exist_ok=True) to resume an existing store.
 _IDENTITY_FIELDS = ("num_samples", "height", "width", "k", "num_classes", "block_size", "annotator")
 
@@ -339,7 +342,32 @@ class LabelStore:
         store = cls(group, url, mode)
         if mode == "r+":
             store.check_identity()  # a writer must not add blocks to a store whose metadata is mixed
+            store.remove_leftovers()
         return store
+
+    def remove_leftovers(self, min_age_s: float = LEFTOVER_AGE_S) -> list[str]:
+        """Deletes the temporary objects (zarr's ``*.partial``) that writers killed mid-object left in a local store.
+
+        Only those older than ``min_age_s``: a live writer's temporary object exists for the milliseconds its write
+        takes, so it is never touched. Writers call this when they open the store (mode "r+").
+
+        Returns:
+            The deleted objects' keys.
+        """
+        local = self._group.store
+        if not isinstance(local, LocalStore):
+            return []
+        root = Path(local.root) / self._group.path
+        cutoff, removed = time.time() - min_age_s, []
+        for name in fmt.ARRAYS:
+            for path in (root / name).rglob("*.partial"):
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path.relative_to(root).as_posix())
+                except OSError:
+                    pass  # gone meanwhile, or not ours to delete (read-only): harmless either way
+        return removed
 
     def _check_same(self, attrs: dict, keys: list[str], labels: np.ndarray | None,
                     class_names: list[str] | None, raced: bool = False) -> None:

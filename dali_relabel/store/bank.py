@@ -31,8 +31,6 @@ import numpy as np
 
 from ..errors import BankError, BankNotFoundError, InvalidArgument, StoreDamagedError, storage_error
 from ..fs import atomic_directory, cache_root, file_lock
-from . import format as fmt
-from .format import block_digest
 
 if TYPE_CHECKING:
     from .label_store import LabelStore
@@ -411,7 +409,6 @@ def _build_files(store: LabelStore, final: Path, key: str, progress: bool) -> La
     # An existing directory here failed its check (or lacks bank.json): it is replaced.
     with atomic_directory(final, durable=True, replace=final.exists()) as tmp:
         shape = (store.num_samples, store.height, store.width, store.k)
-        digests = store.block_digests()
         started = time.perf_counter()
         files = {}
         with open(tmp / "scores.npy", "wb") as raw_s, open(tmp / "classes.npy", "wb") as raw_c:
@@ -421,14 +418,7 @@ def _build_files(store: LabelStore, final: Path, key: str, progress: bool) -> La
             bar = tqdm(total=store.num_samples, unit="sample", desc=f"materializing {store.url}", disable=not progress,
                        file=sys.stderr)
             for b in range(store.num_blocks):
-                scores, classes = store.read_block(b)
-                if block_digest(scores, classes) != digests[b].tobytes():
-                    r = store.block_rows(b)
-                    raise StoreDamagedError(
-                        f"materialize: block {b} (rows {r.start}..{r.stop - 1}) of {store.url} does not match its "
-                        f"completion digest: the store was modified or damaged; mark it incomplete (dali-relabel "
-                        f"verify --mark-incomplete) and rewrite that block", url=store.url,
-                        object=store.object_key(fmt.SCORES, b))
+                scores, classes = store.read_block(b)  # checked against the block's digest (else names the block)
                 fs.write(np.ascontiguousarray(scores, "<f2").data)
                 fc.write(np.ascontiguousarray(classes).data)
                 bar.update(scores.shape[0])

@@ -687,18 +687,23 @@ class LabelStore:
             scores[sel], classes[sel] = bs[idx[sel] - b * self.block_size], bc[idx[sel] - b * self.block_size]
         return scores, classes
 
-    def read_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_block(self, block: int, *, check_digest: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The data of one complete block: ``[len(block_rows(b)), H, W, K]`` scores and classes.
+
+        Args:
+            block: the block.
+            check_digest: compare the data with the block's digest (``verify`` reads without, to report
+                the values of a block that fails it).
 
         Raises:
             StoreIncompleteError, StoreDamagedError: as :meth:`read`.
         """
         self._check_block(block, "read_block")
         self._require_complete(np.array([block]))
-        return self._read_block(block)
+        return self._read_block(block, check_digest=check_digest)
 
-    def _read_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
-        # One decoded block is kept: row-by-row reads would otherwise decode a whole chunk per row.
+    def _read_block(self, block: int, *, check_digest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        # One decoded (and checked) block is kept: row-by-row reads would otherwise decode a chunk per row.
         if self._block_cache is None or self._block_cache[0] != block:
             rows = self.block_rows(block)
             scores = self._read_chunk(fmt.SCORES, self._scores, block, rows)
@@ -711,6 +716,17 @@ class LabelStore:
                     problem = ("is missing although the block is marked complete" if not self._object_exists(key)
                                else "holds fill values (NaN scores / class -1) although the block is marked complete")
                     raise self._damaged(name, block, problem)
+            if not check_digest:
+                return scores, classes
+            # The digest also catches what decodes without an error: a truncated blosc object can decode to
+            # garbage (its header promises more bytes than are there), a chunk rewritten behind the store's back.
+            try:
+                marker = np.asarray(self._digests[block], np.uint8).tobytes()
+            except Exception as e:
+                raise self._damaged(fmt.BLOCK_DIGESTS, block, f"cannot be decoded ({_describe(e)})") from None
+            if block_digest(scores, classes) != marker[:fmt.DIGEST_BYTES]:
+                raise self._damaged(fmt.SCORES, block, f"or its 'classes' object ({self.object_key(fmt.CLASSES, block)}) "
+                                    "does not match the block's completion digest (modified or damaged after writing)")
             self._block_cache = (block, scores, classes)
         return self._block_cache[1], self._block_cache[2]
 

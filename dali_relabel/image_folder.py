@@ -119,6 +119,16 @@ def _walk(top: Path, root: Path, skipped: list[str], listed: set,
     return out
 
 
+def walk_files(root, skipped: list[str]) -> list[tuple[str, list[str], list[str]]]:
+    """``(relative dir, image file names, other file names)`` of every directory under ``root``, links treated as
+    the module doc says; ``skipped`` receives a line per link not followed."""
+    root = Path(root)
+    report: list[str] = []
+    walked = _walk(root, root, report, set())
+    skipped.extend(sorted(report))
+    return walked
+
+
 def _keys_of(root: Path, walked: list[tuple[str, list[str], list[str]]]) -> list[tuple[str, str]]:
     """[(relative dir, key)] in ImageFolder's order (directories as sorted path strings, then file names)."""
     out = []

@@ -590,6 +590,33 @@ def test_a_stored_key_outside_the_root_is_never_resolved(tmp_path):
     assert_one_line_error(proc, "show", "key '../secret.jpg' has an empty, '.' or '..' component")
 
 
+def test_other_entry_points_list_and_resolve_safely(tmp_path):
+    """The same families elsewhere: a symlink loop in the naver maps tree (was an endless os.walk), a crop-stats
+    box key outside the image folder, a bank directory given where a store is expected, --workers 0."""
+    root = tmp_path / "release"
+    make_release(root, n=6)
+    (root / "maps" / "n00" / "loop").symlink_to("..")
+    with pytest.warns(UserWarning, match=r"1 symbolic link\(s\) under .*maps not followed: n00/loop: skipped, a link "
+                                         r"back to a folder above it"):
+        from dali_relabel.store.naver_import import import_naver
+
+        report = import_naver(root / "maps", root / "train", tmp_path / "s.zarr", num_classes=3, block_size=4,
+                              workers=1, progress=False)
+    assert report.imported == 6
+    (tmp_path / "boxes.json").write_text(json.dumps({"../escape.jpg": [[0, 0, 1, 1]]}))
+    proc = cli("crop-stats", "--images", str(root / "train"), "--boxes", str(tmp_path / "boxes.json"))
+    assert_one_line_error(proc, "crop-stats", "the key '../escape.jpg' has an empty, '.' or '..' component")
+    (tmp_path / "boxes.json").write_text("{not json")
+    assert_one_line_error(cli("crop-stats", "--images", str(root / "train"), "--boxes", str(tmp_path / "boxes.json")),
+                          "crop-stats", f"{tmp_path / 'boxes.json'}: not valid JSON")
+    bank = LabelStore.open(tmp_path / "s.zarr").materialize(tmp_path / "banks", progress=False)
+    assert_one_line_error(cli("info", str(bank.path)), "info", "(a serving bank directory, made from a store")
+    assert cli("verify", str(bank.path)).returncode == 0  # verify takes a bank directory too
+    assert_one_line_error(cli("import-naver", "--maps", str(root / "maps"), "--images", str(root / "train"), "--out",
+                              str(tmp_path / "t.zarr"), "--workers", "0"), "import-naver",
+                          "--workers 0: must be an integer >= 1")
+
+
 def test_a_newline_in_an_image_file_name_is_named(tmp_path):
     """Before: a DALI assert about an internal file list. Now: the file is named."""
     root = tmp_path / "imgs"

@@ -38,6 +38,7 @@ from .models import load_model
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 ENV_STORE_WAIT = "DALI_RELABEL_STORE_WAIT_S"
+PROCESS_GROUP_TIMEOUT_H = 48
 DEFAULT_STORE_WAIT_S = 600.0
 
 
@@ -129,9 +130,14 @@ class _Ranks:
             import torch.distributed as dist
 
             if not dist.is_initialized():
+                if "TORCHELASTIC_RUN_ID" not in os.environ:  # launched by hand: the others may never come
+                    print(f"rank {self.rank} of {self.world}: joining the torch.distributed process group at "
+                          f"{os.environ['MASTER_ADDR']}:{os.environ.get('MASTER_PORT', '?')}: waits for all "
+                          f"{self.world} ranks, for up to {PROCESS_GROUP_TIMEOUT_H} h (unset MASTER_ADDR to run "
+                          f"the ranks independently)", file=sys.stderr, flush=True)
                 # gloo: only barriers and small objects, works everywhere. The long timeout covers the final
                 # barrier, where ranks that finished wait for the slowest one.
-                dist.init_process_group("gloo", timeout=datetime.timedelta(hours=48))
+                dist.init_process_group("gloo", timeout=datetime.timedelta(hours=PROCESS_GROUP_TIMEOUT_H))
             self.dist = dist
 
     def barrier(self) -> None:

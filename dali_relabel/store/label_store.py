@@ -328,7 +328,8 @@ class LabelStore:
             if local is not None:
                 why = (" (no such file or directory)" if not local.exists() else
                        " (a file, not a store directory)" if not local.is_dir() else
-                       " (a directory without zarr.json)")
+                       " (a serving bank directory, made from a store; `dali-relabel verify` checks banks)"
+                       if (local / "bank.json").is_file() else " (a directory without zarr.json)")
             raise StoreNotFoundError(f"LabelStore.open: no label store at {url}{why}")
         attrs = group.attrs
         if attrs.get("format") != fmt.FORMAT_NAME:

@@ -22,6 +22,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DaliRelabelError, InvalidArgument
-from ..image_folder import ImageList, is_inside
+from ..image_folder import ImageList, is_inside, walk_files
 from .label_store import LabelStore
 
 LAYOUTS = {"kyx": (1, 2, 0), "kxy": (2, 1, 0)}  # file axes → [H, W, K]
@@ -246,14 +247,17 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
 
 
 def _scan_maps(root: Path) -> dict[str, Path]:
-    """{relative path without '.pt': file} for every .pt file under root."""
-    out = {}
-    for dirpath, _, files in os.walk(root, followlinks=True):
-        rel = Path(dirpath).relative_to(root).as_posix()
-        for f in files:
+    """{relative path without '.pt': file} for every .pt file under root (symbolic links as the image listing
+    treats them: a directory cycle or a second path to a directory is skipped, with a warning)."""
+    out, skipped = {}, []
+    for rel, _, others in walk_files(root, skipped):
+        for f in others:
             if f.endswith(".pt"):
                 stem = f[:-3] if rel == "." else f"{rel}/{f[:-3]}"
-                out[stem] = Path(dirpath) / f
+                out[stem] = root / f if rel == "." else root / rel / f
+    if skipped:
+        warnings.warn(f"{len(skipped)} symbolic link(s) under {root} not followed: {'; '.join(skipped[:5])}",
+                      stacklevel=3)
     return out
 
 

@@ -755,6 +755,20 @@ def test_disk_full_from_the_command_line_is_one_line(tmp_path):
         assert_one_line_error(proc, "import-naver", "no space left on device", str(mnt / "s.zarr"))
 
 
+def test_an_empty_mount_point_as_the_store_path(tmp_path):
+    """A fresh volume mounted where the store goes cannot be renamed onto: it is filled in place, and a creator
+    with other settings still fails."""
+    with tmpfs(tmp_path / "vol", "4m") as mnt:
+        fill(create_store(mnt, n=40))
+        assert verify_store(LabelStore.open(mnt), progress=False) == []
+        assert create_store(mnt, n=40, exist_ok=True).is_complete
+        with pytest.raises(StoreMismatchError, match="differs in annotator"):
+            create_store(mnt, n=40, exist_ok=True, annotator={"model": "other"})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"cache_dir=.*file': is a file, not a directory of banks"):
+        filled(tmp_path / "s.zarr", n=20).materialize(tmp_path / "file", progress=False)
+
+
 def test_read_only_store(tmp_path):
     with tmpfs(tmp_path / "ro", "4m") as mnt:
         url = mnt / "s.zarr"

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -264,11 +265,12 @@ def default_bank_dirs() -> list[Path]:
 
 
 def store_source(store: LabelStore) -> str:
-    """Where a store lives, canonically (absolute path for local stores): banks record it, so that a store's
-    banks of other contents (older versions of it) can be found and removed."""
+    """Where a store lives, canonically (``host:absolute path`` for local stores, else the URL): banks record it,
+    so that a store's banks of other contents (older versions of it) can be found and removed. The host is part of
+    it because a cache shared by machines may see the same local path hold different stores."""
     url = str(store.url)
     local = url[len("file://"):] if url.startswith("file://") else url
-    return url if "://" in local else str(Path(local).expanduser().resolve())
+    return url if "://" in local else f"{socket.gethostname()}:{Path(local).expanduser().resolve()}"
 
 
 def materialize_store(store: LabelStore, cache_dir=None, *, progress: bool = True) -> LabelBank:
@@ -284,6 +286,9 @@ def materialize_store(store: LabelStore, cache_dir=None, *, progress: bool = Tru
                                 url=store.url)
     key = store.content_hash()  # also checks completeness
     candidates = [Path(cache_dir).expanduser()] if cache_dir is not None else default_bank_dirs()
+    for d in candidates:
+        if d.exists() and not d.is_dir():
+            raise InvalidArgument("cache_dir", str(d), "is a file, not a directory of banks", where="materialize")
     existing, _ = _find(candidates, key)
     if existing is None:
         # The lock lives in the first candidate whatever the final location, so that ranks deciding at

@@ -216,6 +216,10 @@ class LabelStore:
         if state == "partial" and not req.exist_ok:
             raise StoreExistsError(f"LabelStore.create: {path} holds a zarr group that is not a complete label store "
                                    f"(an interrupted creation?); pass exist_ok=True to finish it or delete it")
+        if state == "empty" and os.path.ismount(path):
+            # A mount point cannot be renamed onto: created in place, as on object stores (arrays first, the
+            # attributes last; a racing creator with other settings is caught by the identity check).
+            return cls._create_remote(req)
         try:
             # Replacing an interrupted creation (no block can have been written: writers need the finished
             # attributes) is done under a lock, so that it never moves aside a store another process just made.

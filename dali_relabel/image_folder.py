@@ -43,9 +43,9 @@ def key_problem(key) -> str | None:
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
-        return "is not valid UTF-8 (a file name in another encoding? rename the file)"
+        return "is not valid UTF-8 (a file name in another encoding?)"
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        return "contains a control character (newline, tab, NUL...); rename the file"
+        return "contains a control character (newline, tab, NUL...)"
     if key.startswith("/"):
         return "is an absolute path; keys are paths relative to the dataset root"
     if "\\" in key:
@@ -97,7 +97,8 @@ def _walk(top: Path, root: Path, skipped: list[str], listed: set,
             continue
         ident = (st.st_dev, st.st_ino)
         if ident in listed:  # reached through a link: a cycle or a second path
-            why = "a link back to a folder above it (a cycle)" if ident in ancestors else "a second path to a folder listed already"
+            why = ("a link back to a folder above it (a cycle)" if ident in ancestors
+                   else "a second path to a folder listed already")
             skipped.append(f"{rel}: skipped, {why}")
             continue
         listed.add(ident)
@@ -137,8 +138,8 @@ def _keys_of(root: Path, walked: list[tuple[str, list[str], list[str]]]) -> list
             key = f if rel == "." else f"{rel}/{f}"
             problem = key_problem(key)
             if problem is not None:
-                raise ImageFolderError(f"{root}: the image file name {key!r} {problem}: it cannot be a key of DALI's "
-                                       f"line-based file lists; rename it (or move it out of {root})")
+                raise ImageFolderError(f"{root}: the image file name {key!r} {problem}, so it cannot be a key (DALI's "
+                                       f"file lists are line based); rename it, or move it out of {root}")
             out.append((rel, key))
     return out
 

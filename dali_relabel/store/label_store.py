@@ -730,8 +730,9 @@ class LabelStore:
             except Exception as e:
                 raise self._damaged(fmt.BLOCK_DIGESTS, block, f"cannot be decoded ({_describe(e)})") from None
             if block_digest(scores, classes) != marker[:fmt.DIGEST_BYTES]:
-                raise self._damaged(fmt.SCORES, block, f"or its 'classes' object ({self.object_key(fmt.CLASSES, block)}) "
-                                    "does not match the block's completion digest (modified or damaged after writing)")
+                other = self.object_key(fmt.CLASSES, block)
+                raise self._damaged(fmt.SCORES, block, f"or its 'classes' object ({other}) does not match the block's "
+                                    "completion digest (modified or damaged after writing)")
             self._block_cache = (block, scores, classes)
         return self._block_cache[1], self._block_cache[2]
 

@@ -56,7 +56,8 @@ def test_weights_load_from_local_files(tmp_path, trained_like, layout):
 
 
 def test_missing_weights_say_how_to_pass_them():
-    with pytest.raises(ModelError, match=r"needs weights: a local state dict or checkpoint file .*never downloaded.*random_init"):
+    with pytest.raises(ModelError, match=r"needs weights: a local state dict or checkpoint file .*never "
+                                         r"downloaded.*random_init"):
         load_model("torchvision:resnet18")
 
 

@@ -69,8 +69,8 @@ def test_tampered_store_is_refused(store, tmp_path):
     g = zarr.open_group(store.url, mode="r+")
     block = g["scores"][32:48]
     g["scores"][32:48] = block - np.float16(1)  # changed behind the store's back: digest no longer matches
-    with pytest.raises(ValueError, match=r"block 2's 'scores' in .* \(object scores/c/2/0/0/0\) or its 'classes' object "
-                                         r"\(classes/c/2/0/0/0\) does not match the block's completion digest"):
+    with pytest.raises(ValueError, match=r"block 2's 'scores' in .* \(object scores/c/2/0/0/0\) or its 'classes' "
+                                         r"object \(classes/c/2/0/0/0\) does not match the block's completion digest"):
         LabelStore.open(store.url).materialize(tmp_path / "banks", progress=False)
     assert [p for p in os.listdir(tmp_path / "banks") if not p.endswith(".lock")] == []  # no partial bank left
 

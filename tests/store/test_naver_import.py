@@ -152,7 +152,8 @@ def _bad_map(tmp_path, tensor):
     ("shape", r"tensor of shape \[3, 3, 6, 4\], expected \[2, K, H, W\]"),
     ("other_shape", r"shape \[2, 3, 5, 4\] differs from the first map's \[2, 3, 6, 4\]"),
     ("nan", r"score nan at \[k, i, j\] = \[1, 2, 3\] is not finite"),
-    ("class_range", r"class index 30.0 at \[k, i, j\] = \[0, 0, 0\] is not an integer in \[0, 30\).*check the number of classes"),
+    ("class_range", r"class index 30.0 at \[k, i, j\] = \[0, 0, 0\] is not an integer in \[0, 30\).*check the "
+                    r"number of classes"),
     ("class_fraction", r"class index 2.5 .* is not an integer"),
     ("duplicate", r"cell \(y=1, x=1\) lists a class twice"),
     ("int_dtype", r"dtype torch.int64, expected float32 or float16"),

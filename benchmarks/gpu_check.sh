@@ -38,11 +38,9 @@ if [ -d "$WHEELS" ]; then
   step wheels_skimage 120 $PY -m pip install --no-index --find-links "$WHEELS" scikit-image
 fi
 step install 120 $PY -m pip install --no-deps --no-build-isolation --no-index -e .
-# Compile only for this GPU's architecture (the default three archs take longer).
-if [ -z "${DALI_RELABEL_CUDA_ARCHS:-}" ]; then
-  export DALI_RELABEL_CUDA_ARCHS=$($PY -c "import torch; print(''.join(map(str, torch.cuda.get_device_capability())))" 2>/dev/null || echo 90)
-fi
-step build 300 $PY -m dali_relabel.cli build
+# The CPU library and the CUDA library for this GPU's architecture only (detected; DALI_RELABEL_CUDA_ARCHS
+# overrides), as the first use of an operator would build them; --cuda fails loudly if nvcc is missing.
+step build 300 $PY -m dali_relabel.cli build --cuda
 $PY -c "import torch; print(torch.cuda.get_device_name(0))" >"$OUT/gpu.txt" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$OUT/gpu.txt" 2>&1
 
@@ -56,6 +54,9 @@ step loader_bench 120 $PY benchmarks/loader_bench.py --device gpu --quick --thre
 step kd_overhead 240 $PY benchmarks/kd_overhead.py --device gpu --rounds 3 --warmup 3 --iters 5 "${DATA[@]}" \
   --json "$OUT/kd_overhead.json"
 step op_bench 180 $PY benchmarks/op_bench.py --json "$OUT/op_bench.json"
+# What the loader contract costs: a new epoch, a restart after a break, resuming half-way.
+step epoch_bench 120 $PY benchmarks/epoch_bench.py --device gpu --quick --threads 8 --batch 256 --images 2560 \
+  "${DATA[@]}" --json "$OUT/epoch_bench.json"
 # Annotator vs the model's own forward pass (goal >= 0.9), a large model at the paper's input size.
 step annotate_bench 240 $PY benchmarks/annotate_bench.py --device cuda --model torchvision:efficientnet_b7 \
   --size 475 --batch-size 64 --amp --images 1024 --repeats 3 --out "$OUT/annotate_bench.json"
@@ -73,6 +74,8 @@ step annotate_bench 240 $PY benchmarks/annotate_bench.py --device cuda --model t
   sed -n '/^| method/,$p' "$OUT/kd_overhead.log"
   echo
   sed -n '/^| method/,/^$/p' "$OUT/op_bench.log"
+  echo
+  sed -n '/^| what/,$p' "$OUT/epoch_bench.log"
   echo
   tail -n 2 "$OUT/annotate_bench.log"
 } | tee "$OUT/summary.md"

@@ -97,15 +97,16 @@ def endless(loader):
 
 def hard_label_source(data, args, dev) -> Source:
     """The baseline pipeline: images + the file list's class label, no label ops."""
-    from dali_relabel.pipelines import relabel_train_pipeline
+    from dali_relabel.config import AugmentConfig
+    from dali_relabel.pipelines import FileReader, relabel_train_pipeline
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+    # No bank: neither targets nor store labels are requested, so no label op is built.
     pipe = relabel_train_pipeline(
         batch_size=args.batch, num_threads=args.threads, device_id=0 if args.device == "gpu" else None,
-        seed=args.seed, file_root=str(data.images), file_list=str(data.class_list),
-        bank="",  # unused: neither targets nor store labels are requested, so no label op is built
-        num_classes=data.num_classes, device=args.device, crop_size=CROP, outputs=("images", "rows"))
+        seed=args.seed, reader=FileReader(str(data.images), file_list=str(data.class_list), shuffle=True),
+        augment=AugmentConfig(crop_size=CROP), device=args.device, outputs=("images", "rows"))
     pipe.build()
     it = DALIGenericIterator(pipe, ["images", "labels"], reader_name="Reader",
                              last_batch_policy=LastBatchPolicy.DROP, auto_reset=True)

@@ -41,12 +41,12 @@ from dali_relabel.store import LabelStore
 
 def dali_no_labels(images_root, class_list, batch, threads, device, seed):
     """The ceiling: the training pipeline without its label ops (hard labels from a class file list)."""
-    from dali_relabel.pipelines import relabel_train_pipeline
+    from dali_relabel.pipelines import FileReader, relabel_train_pipeline
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
     p = relabel_train_pipeline(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None,
-                               seed=seed, file_root=str(images_root), file_list=str(class_list), bank="",
-                               num_classes=0, device=device, outputs=("images", "rows"))
+                               seed=seed, reader=FileReader(str(images_root), file_list=str(class_list), shuffle=True),
+                               device=device, outputs=("images", "rows"))
     p.build()
     it = DALIGenericIterator(p, ["images", "labels"], reader_name="Reader", auto_reset=True)
     return lambda: (b[0]["images"].shape[0] for b in it)
@@ -96,6 +96,7 @@ def steady_rate(batches, skip: int, sync=None) -> float:
 def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, iters=40) -> dict:
     """The label ops' own per-batch cost inside the pipeline, as a slope: the reader + crop-box part of the
     pipeline with `copies` label branches vs with none (end-to-end epochs are too noisy to resolve it)."""
+    from dali_relabel.config import TargetConfig
     from dali_relabel.pipelines import random_resized_crop_box, relabel_targets
     from nvidia.dali import fn, pipeline_def
 
@@ -113,8 +114,8 @@ def label_ops_cost(data, batch, threads, device, bank_dir, copies=8, rounds=7, i
             _, _, start, end = random_resized_crop_box(jpegs)
             if n == 0:
                 return start, end, rows
-            return tuple(relabel_targets(rows, start, end, bank=bank, num_classes=store.num_classes, device=device,
-                                         temperature=1.0 + 1e-6 * i)[0] for i in range(n))
+            return tuple(relabel_targets(rows, start, end, bank=bank, device=device,
+                                         config=TargetConfig(temperature=1.0 + 1e-6 * i))[0] for i in range(n))
 
         p = pipe()
         p.build()

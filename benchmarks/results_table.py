@@ -66,7 +66,28 @@ def _kd_overhead(d: dict) -> str:
             f"{teacher}: baseline {base:.0f} ms/iter; {rows}")
 
 
-HEADLINES = {"op_bench": _op_bench, "loader_bench": _loader_bench, "store_bench": _store_bench,
+def _build_bench(d: dict) -> str:
+    s = d["seconds"]
+    cuda = (f"; CUDA one arch {s['cuda_one_arch']:.0f} s ({s['cuda_one_arch_compiler_cpu_seconds']:.0f} CPU-s), all "
+            f"archs {s['cuda_all_archs']:.0f} s ({s['cuda_all_archs_compiler_cpu_seconds']:.0f} CPU-s)"
+            if "cuda_one_arch" in s else "")
+    return (f"first use without a GPU: CPU library **{s['cpu']:.0f} s** ({s['cpu_compiler_cpu_seconds']:.0f} CPU-s){cuda}; "
+            f"from cache {s['load_cached']:.2f} s; import {s['import_dali_relabel'] * 1000:.0f} ms vs DALI "
+            f"{s['import_nvidia_dali'] * 1000:.0f} ms (load average {d['load_average_before'][0]:.1f})")
+
+
+def _epoch_bench(d: dict) -> str:
+    c = d["config"]
+    rows = {r["what"]: r["batches"] for r in d["rows"]}
+    restart = next(v for k, v in rows.items() if k.startswith("restart after a break"))
+    return (f"{'quick: ' if c['repeats'] < 5 else ''}in batches of {c['batch']}: a new epoch "
+            f"**+{d['epoch_start_overhead_batches']:.1f}** over a persistent pipeline; restart after a break "
+            f"{restart:.1f}; resume at batch b: **{d['resume_cost_per_skipped_batch']:.2f}·b** (decoding them: 1·b) "
+            f"({c['device']}, {c['steps_per_epoch']} batches per epoch)")
+
+
+HEADLINES = {"build_bench": _build_bench, "epoch_bench": _epoch_bench, "op_bench": _op_bench,
+             "loader_bench": _loader_bench, "store_bench": _store_bench,
              "annotate": _annotate, "kd_overhead": _kd_overhead}
 
 

@@ -147,4 +147,71 @@ def load_boxes(path: str | os.PathLike, images: str | os.PathLike | None = None)
     return out
 
 
-__all__ = ["CropStats", "box_iou", "crop_iou_stats", "load_boxes", "sample_crops"]
+def crop_confidence(stats: CropStats, store, *, temperature: float = 1.0) -> np.ndarray:
+    """The confidence of each crop's ReLabel supervision: its soft target's largest probability.
+
+    Each target is pooled from the image's label map in ``store`` over the crop's window by
+    ``fn.relabel.label_pool`` (the training operator, run eagerly on the CPU).
+
+    Args:
+        stats: crops and IoUs from :func:`crop_iou_stats` (its keys must be keys of ``store``).
+        store: a :class:`~dali_relabel.store.LabelStore` holding the images' maps.
+
+    Returns:
+        [N, crops] float32 max probabilities, aligned with ``stats.iou``.
+    """
+    from .ops.eager import pool_maps
+
+    n, crops = stats.iou.shape
+    scores, classes = store.read(store.rows_of(stats.keys))
+    windows = stats.crops.reshape(n * crops, 4)
+    targets = pool_maps(np.repeat(scores, crops, axis=0), np.repeat(classes, crops, axis=0), windows[:, :2],
+                        windows[:, 2:], num_classes=store.num_classes, temperature=temperature)
+    return targets.max(dim=1).values.numpy().reshape(n, crops)
+
+
+def confidence_by_iou(iou: np.ndarray, confidence: np.ndarray, bins: int = 10) -> dict:
+    """Mean confidence per IoU bin (the curve of the paper's "confidence of supervision" figure).
+
+    Returns:
+        ``{"iou_bin_edges": [bins + 1], "mean_confidence": [bins] (NaN for empty bins), "crops": [bins]}``.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(iou.ravel(), edges[1:-1]), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    sums = np.bincount(which, weights=confidence.ravel(), minlength=bins)
+    with np.errstate(invalid="ignore"):
+        means = sums / counts
+    return {"iou_bin_edges": edges.tolist(), "mean_confidence": [float(m) for m in means],
+            "crops": counts.tolist()}
+
+
+def plot_confidence(iou: np.ndarray, confidence: np.ndarray, path: str | os.PathLike, *, title: str = "") -> None:
+    """2-D histogram of target confidence against crop IoU, with the mean curve, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = confidence_by_iou(iou, confidence)
+    centres = (np.array(curve["iou_bin_edges"][:-1]) + np.array(curve["iou_bin_edges"][1:])) / 2
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    weights = np.full(iou.size, 100.0 / iou.size)
+    hist = ax.hist2d(iou.ravel(), confidence.ravel(), bins=[20, 20], range=[[0, 1], [0, 1]], weights=weights,
+                     cmap="Blues", cmin=1e-9)
+    fig.colorbar(hist[3], ax=ax, label="% of crops")
+    ax.plot(centres, curve["mean_confidence"], "o-", color="tab:red", label="mean per IoU bin")
+    ax.set_xlabel("IoU of the random-resized crop with the object box")
+    ax.set_ylabel("ReLabel target: max probability")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right", fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["CropStats", "box_iou", "confidence_by_iou", "crop_confidence", "crop_iou_stats", "load_boxes",
+           "plot_confidence", "sample_crops"]

@@ -181,16 +181,21 @@ def build_once(final: Path, fill: Callable[[Path], None], *, complete: Callable[
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes a text file through a temp file and a rename (readers never see a partial file)."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes a file through a temp file and a rename (readers never see a partial file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-__all__ = ["atomic_directory", "atomic_write_text", "build_once", "cache_root", "file_lock", "fsync_path",
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text", "build_once", "cache_root", "file_lock", "fsync_path",
            "remove_stale_temps"]

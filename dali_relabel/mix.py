@@ -1,9 +1,9 @@
 """ReLabelMix: batch-level CutMix and Mixup on ReLabel soft targets, on the tensors' device.
 
-    loader = ReLabelLoader(train, labels, 256, outputs=("images", "targets", "boxes", "indices", "mirror"))
+    loader = ReLabelLoader(train, store, 256, outputs=("images", "targets", "boxes", "rows", "mirror"))
     mix = ReLabelMix.for_loader(loader, mode="cutmix", policy="region")
-    for images, targets, boxes, indices, mirror in loader:
-        images, targets = mix(images, targets, boxes=boxes, indices=indices, mirror=mirror)
+    for images, targets, boxes, rows, mirror in loader:
+        images, targets = mix(images, targets, boxes=boxes, rows=rows, mirror=mirror)
 
 Each batch is paired with a random permutation of itself (sample ``i`` receives from ``perm[i]``), and
 one λ ~ Beta(α, α) and, for CutMix, one patch are drawn per batch, as timm's ``Mixup(mode="batch")``
@@ -22,10 +22,12 @@ combination of the two crop targets, and a region policy has nothing to refine (
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import torch
 
+from .config import TargetConfig
 from .ops.eager import BankPooling, host_array
 
 MODES = ("cutmix", "mixup", "both")
@@ -118,7 +120,8 @@ class ReLabelMix:
         bank: region policy: the loader's served ``LabelBank`` (or its directory).
         num_classes: C (default: the bank's); targets must be [B, C].
         temperature: region policy: softmax temperature, the loader's.
-        official_axes: region policy: pool transposed boxes, like a loader with ``official_axes=True``.
+        transpose_box: region policy: pool transposed boxes, like a loader with ``transpose_box=True``
+            (``official_axes`` is its deprecated name).
         bank_memory: region policy on the GPU: "device" or "host" (see ``fn.relabel.lookup``).
         seed: seed of the host random generator (λ, box, permutation, choices); None draws one.
     """
@@ -126,8 +129,12 @@ class ReLabelMix:
     def __init__(self, *, mode: str = "cutmix", policy: str | None = None, alpha: float = 1.0,
                  mixup_alpha: float | None = None, prob: float = 1.0, switch_prob: float = 0.5,
                  correct_lam: bool = True, smoothing: float = 0.0, bank=None, num_classes: int | None = None,
-                 temperature: float = 1.0, official_axes: bool = False, bank_memory: str = "device",
-                 seed: int | None = None):
+                 temperature: float = 1.0, transpose_box: bool = False, bank_memory: str = "device",
+                 seed: int | None = None, official_axes: bool | None = None):
+        if official_axes is not None:
+            warnings.warn("ReLabelMix: official_axes= is deprecated, use transpose_box= (same meaning)",
+                          DeprecationWarning, stacklevel=2)
+            transpose_box = official_axes
         if mode not in MODES:
             raise ValueError(f"ReLabelMix: mode must be one of {MODES}, got {mode!r}")
         if policy is None:
@@ -157,7 +164,7 @@ class ReLabelMix:
             if not correct_lam:
                 raise ValueError("ReLabelMix: policy='region' weighs the two parts by their true areas; "
                                  "correct_lam=False applies to policy='area' only")
-            self.pooling = BankPooling(bank, num_classes=num_classes, transpose_box=official_axes,
+            self.pooling = BankPooling(bank, num_classes=num_classes, transpose_box=transpose_box,
                                        bank_memory=bank_memory)
             num_classes = self.pooling.num_classes
         self.mode, self.policy = mode, policy
@@ -169,13 +176,15 @@ class ReLabelMix:
 
     @classmethod
     def for_loader(cls, loader, **kwargs) -> "ReLabelMix":
-        """A mixer matching a ``ReLabelLoader``: its bank, classes, temperature and box axes."""
+        """A mixer matching a ``ReLabelLoader``: its bank (and so its classes) and its ``target_config``
+        (temperature, transpose_box, bank_memory)."""
+        config: TargetConfig = loader.target_config
         if kwargs.get("policy", "area" if kwargs.get("mode") == "mixup" else "region") == "region" \
-                and loader.label_type != "localized_multi":
+                and config.label_type != "localized_multi":
             raise ValueError(f"ReLabelMix: policy='region' pools localized multi-label targets, but the loader "
-                             f"serves label_type={loader.label_type!r}; use policy='area'")
-        defaults = dict(bank=loader.bank, num_classes=loader.num_classes, temperature=loader.temperature,
-                        official_axes=loader.official_axes)
+                             f"serves label_type={config.label_type!r}; use policy='area'")
+        defaults = dict(bank=loader.bank, num_classes=loader.num_classes, temperature=config.temperature,
+                        transpose_box=config.transpose_box, bank_memory=config.bank_memory)
         return cls(**{**defaults, **kwargs})
 
     # ---- sampling (host) ----------------------------------------------------------------------------
@@ -199,32 +208,35 @@ class ReLabelMix:
 
     # ---- mixing (device) ----------------------------------------------------------------------------
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, *, boxes=None, indices=None,
-                 mirror=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, *, boxes=None, rows=None, mirror=None,
+                 indices=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixes one batch.
 
         Args:
             images: [B, 3, H, W] (any float dtype, any device). targets: [B, C] probabilities, same device.
-            boxes: [B, 4] normalized crop boxes (y0, x0, y1, x1); indices: [B] bank rows (-1: no map);
+            boxes: [B, 4] normalized crop boxes (y0, x0, y1, x1); rows: [B] bank rows (-1: no map);
                 mirror: [B] flip flags — the loader's outputs of those names, needed by policy="region".
                 The loader returns them on the CPU; GPU tensors cost one small copy to the host.
+                (``indices`` is the deprecated name of ``rows``.)
 
         Returns:
             ``(images, targets)``: new tensors, same shapes, dtypes and device. The decision is kept in
             ``self.last_params``.
         """
+        rows = _renamed_rows(rows, indices)
         self._check(images, targets)
         params = self.sample(images.shape[0], images.shape[2], images.shape[3])
         self.last_params = params
-        return self._mix(params, images, targets, boxes, indices, mirror)
+        return self._mix(params, images, targets, boxes, rows, mirror)
 
-    def apply(self, params: MixParams, images: torch.Tensor, targets: torch.Tensor, *, boxes=None, indices=None,
-              mirror=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, params: MixParams, images: torch.Tensor, targets: torch.Tensor, *, boxes=None, rows=None,
+              mirror=None, indices=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixes one batch with a given decision (see :meth:`__call__`)."""
+        rows = _renamed_rows(rows, indices)
         self._check(images, targets)
-        return self._mix(params, images, targets, boxes, indices, mirror)
+        return self._mix(params, images, targets, boxes, rows, mirror)
 
-    def _mix(self, params: MixParams, images: torch.Tensor, targets: torch.Tensor, boxes, indices,
+    def _mix(self, params: MixParams, images: torch.Tensor, targets: torch.Tensor, boxes, rows,
              mirror) -> tuple[torch.Tensor, torch.Tensor]:
         if params.kind == "none":
             return images, self._smooth(targets)
@@ -239,27 +251,27 @@ class ReLabelMix:
         if self.policy == "area":
             out = targets * lam + targets.index_select(0, perm) * (1.0 - lam)
         else:
-            out = self._region_targets(params, targets, perm, boxes, indices, mirror)
+            out = self._region_targets(params, targets, perm, boxes, rows, mirror)
         return mixed, self._smooth(out)
 
-    def _region_targets(self, params: MixParams, targets, perm, boxes, indices, mirror) -> torch.Tensor:
-        missing = [name for name, v in (("boxes", boxes), ("indices", indices), ("mirror", mirror)) if v is None]
+    def _region_targets(self, params: MixParams, targets, perm, boxes, rows, mirror) -> torch.Tensor:
+        missing = [name for name, v in (("boxes", boxes), ("rows", rows), ("mirror", mirror)) if v is None]
         if missing:
-            raise ValueError(f"ReLabelMix: policy='region' needs boxes, indices and mirror (missing: "
-                             f"{', '.join(missing)}); ask the loader for outputs=(..., 'boxes', 'indices', 'mirror')")
+            raise ValueError(f"ReLabelMix: policy='region' needs boxes, rows and mirror (missing: "
+                             f"{', '.join(missing)}); ask the loader for outputs=(..., 'boxes', 'rows', 'mirror')")
         n = targets.shape[0]
         boxes, flips = host_array(boxes, np.float32), host_array(mirror, np.int64)
-        rows = host_array(indices, np.int64).reshape(-1)
+        rows = host_array(rows, np.int64).reshape(-1)
         flips = flips.reshape(-1)
-        for name, arr, shape in (("boxes", boxes, (n, 4)), ("indices", rows, (n,)), ("mirror", flips, (n,))):
+        for name, arr, shape in (("boxes", boxes, (n, 4)), ("rows", rows, (n,)), ("mirror", flips, (n,))):
             if arr.shape != shape:
                 raise ValueError(f"ReLabelMix: {name} has shape {list(arr.shape)}, expected {list(shape)} for a batch "
                                  f"of {n}")
         size = self.pooling.bank.num_samples
         if (rows >= size).any():
             i = int(np.flatnonzero(rows >= size)[0])
-            raise ValueError(f"ReLabelMix: sample {i}: index {rows[i]} is outside the bank {self.pooling.bank.path} "
-                             f"({size} label maps); pass the loader's 'indices' output and its bank (-1: no map)")
+            raise ValueError(f"ReLabelMix: sample {i}: row {rows[i]} is outside the bank {self.pooling.bank.path} "
+                             f"({size} label maps); pass the loader's 'rows' output and its bank (-1: no map)")
         f = params.patch_fraction
         if f == 0.0:  # an empty patch pastes nothing
             return targets
@@ -300,6 +312,16 @@ class ReLabelMix:
             raise ValueError(f"ReLabelMix: targets have {targets.shape[1]} classes, the bank {self.num_classes}")
         if targets.device != images.device:
             raise ValueError(f"ReLabelMix: images are on {images.device} but targets on {targets.device}")
+
+
+def _renamed_rows(rows, indices):
+    if indices is not None:
+        warnings.warn("ReLabelMix: indices= is deprecated, use rows= (same values: the loader's 'rows' output)",
+                      DeprecationWarning, stacklevel=3)
+        if rows is not None:
+            raise TypeError("ReLabelMix: got both rows and indices (its old name)")
+        return indices
+    return rows
 
 
 __all__ = ["MODES", "POLICIES", "MixParams", "ReLabelMix", "cutmix_box", "patch_regions"]

@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
-"""Train an ImageNet classifier with plain PyTorch, or with ReLabel targets by changing three lines.
+"""Train an ImageNet classifier with plain PyTorch, or with ReLabel targets by changing four lines.
 
-The three lines marked ``# ReLabel`` are the whole switch; the ``# standard:`` comment above the loader
-line is the plain-PyTorch line it replaces (delete the marked lines and uncomment that one to get the
+The four lines marked ``# ReLabel`` are the whole switch; the ``# standard:`` comments above the loader
+lines are the plain-PyTorch lines they replace (delete the marked lines and uncomment those to get the
 standard script back). The model, the loss (``nn.CrossEntropyLoss`` takes the soft targets as they come),
-the optimizer, the training step and validation stay the same.
+the optimizer, the training step and the validation loop stay the same. The ReLabel loaders keep the
+DataLoader contract: every epoch is a fresh, complete one, also after ``--max-iters`` breaks the last.
 
     python examples/train_imagenet.py /data/imagenet --labels relabel.zarr --arch resnet50 -b 256
 
 ``DIR`` holds ``train/`` and ``val/`` in ImageFolder layout (``<split>/<class>/<image>``). On a GPU the
-step uses mixed precision and channels_last; the ReLabel loader decodes with nvJPEG and computes the
-targets on the GPU (on a CPU-only machine it runs everything on the CPU).
+step uses mixed precision and channels_last; the ReLabel loaders decode with nvJPEG and compute the
+targets on the GPU (on a CPU-only machine they run everything on the CPU: ``device="auto"``).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import torch
@@ -24,7 +26,7 @@ import torchvision
 import torchvision.transforms as T
 from torch import nn
 
-from dali_relabel import ReLabelLoader  # ReLabel
+from dali_relabel import ReLabelLoader, ReLabelValLoader  # ReLabel
 from dali_relabel.training import train_step
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -55,6 +57,13 @@ def standard_train_loader(traindir: str, args: argparse.Namespace, cuda: bool) -
                                        pin_memory=cuda)
 
 
+def standard_val_loader(valdir: str, args: argparse.Namespace, cuda: bool) -> torch.utils.data.DataLoader:
+    """The usual torchvision validation data: resize 256, centre crop 224, normalize; hard labels."""
+    transform = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
+    return torch.utils.data.DataLoader(torchvision.datasets.ImageFolder(valdir, transform),
+                                       batch_size=args.batch_size, num_workers=args.workers, pin_memory=cuda)
+
+
 @torch.no_grad()
 def validate(model: nn.Module, loader, device: torch.device, max_iters: int | None) -> float:
     """Top-1 accuracy (%) on the validation loader."""
@@ -64,7 +73,7 @@ def validate(model: nn.Module, loader, device: torch.device, max_iters: int | No
         if max_iters is not None and i >= max_iters:
             break
         logits = model(images.to(device, non_blocking=True))
-        correct += (logits.argmax(1).cpu() == labels).sum().item()
+        correct += (logits.argmax(1).cpu() == labels.cpu()).sum().item()
         seen += len(labels)
     model.train()
     return 100.0 * correct / max(seen, 1)
@@ -77,14 +86,13 @@ def main(argv=None) -> dict:
     traindir, valdir = f"{args.data}/train", f"{args.data}/val"
     torch.backends.cudnn.benchmark = True
 
-    val_set = torchvision.datasets.ImageFolder(valdir, T.Compose(
-        [T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)]))
+    num_classes = sum(entry.is_dir() for entry in os.scandir(traindir))
     # standard: train_loader = standard_train_loader(traindir, args, cuda)
-    train_loader = ReLabelLoader(traindir, args.labels, args.batch_size, device="gpu" if cuda else "cpu")  # ReLabel
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers,
-                                             pin_memory=cuda)
+    train_loader = ReLabelLoader(traindir, args.labels, args.batch_size, num_threads=args.workers)  # ReLabel
+    # standard: val_loader = standard_val_loader(valdir, args, cuda)
+    val_loader = ReLabelValLoader(valdir, None, args.batch_size, num_threads=args.workers)  # ReLabel
 
-    model = torchvision.models.get_model(args.arch, weights=None, num_classes=len(val_set.classes)).to(device)
+    model = torchvision.models.get_model(args.arch, weights=None, num_classes=num_classes).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     criterion = nn.CrossEntropyLoss()  # class indices or probabilities [B, C]

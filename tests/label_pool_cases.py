@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from reference import random_box, random_label_map
 
-from dali_relabel.testing.official import relabel_targets
+from dali_relabel.testing.official import roi_align_targets
 
 # Boxes that exercise the border rules of RoIAlign: smaller than a cell, the full image,
 # touching each border, degenerate-thin, plus random ones.
@@ -34,8 +34,8 @@ def make_batch(seed: int, h: int, w: int, k: int, num_classes: int, score_dtype=
 
 
 def torchvision_reference(scores, classes, starts, ends, num_classes, temperature=1.0) -> np.ndarray:
-    """torchvision roi_align on the dense float64 map (dali_relabel.testing.official.relabel_targets)."""
-    out = relabel_targets(torch.from_numpy(np.stack(scores).astype(np.float64)),
+    """torchvision roi_align on the dense float64 map (dali_relabel.testing.official.roi_align_targets)."""
+    out = roi_align_targets(torch.from_numpy(np.stack(scores).astype(np.float64)),
                           torch.from_numpy(np.stack(classes).astype(np.int64)),
                           torch.from_numpy(np.stack(starts).astype(np.float64)),
                           torch.from_numpy(np.stack(ends).astype(np.float64)), num_classes, temperature)

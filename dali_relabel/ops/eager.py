@@ -21,19 +21,24 @@ import numpy as np
 import torch
 
 
-def dynamic_api():
+def dynamic_api(cuda: bool = False):
     """``nvidia.dali.experimental.dynamic`` with the ``relabel`` operators available.
 
-    The dynamic API builds its operator table when it is first imported; if that happened before
-    this package loaded its plugin, the table lacks ``relabel.*`` and is rebuilt once.
+    Args:
+        cuda: the operators' GPU backend is needed (loads the plugin's CUDA library, building it if needed).
+
+    Dynamic mode builds its operator table when it is first imported; if that happened before the plugin
+    loaded, :func:`~dali_relabel.ops.plugin.load_plugin` rebuilds it (see ``rebuild_dynamic_operator_table``).
     """
     from .plugin import load_plugin
 
-    load_plugin()
+    load_plugin(cuda=True if cuda else None)
     import nvidia.dali.experimental.dynamic as ndd
 
-    if not hasattr(ndd, "relabel"):
-        ndd._ops._initialize()  # private, but the only way to register ops loaded after the import
+    if "label_pool" not in vars(ndd.relabel):
+        raise RuntimeError("dali_relabel: the plugin is loaded but DALI's dynamic mode, imported before it, does not "
+                           "list its operators (see the warning above): call dali_relabel.load_plugin() before "
+                           "importing nvidia.dali.experimental.dynamic")
     return ndd
 
 
@@ -88,8 +93,8 @@ class BankPooling:
         Returns:
             [N, C] float32 on ``device``.
         """
-        ndd = dynamic_api()
         device = torch.device(device)
+        ndd = dynamic_api(cuda=device.type == "cuda")
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         rows = host_array(rows, np.int64).reshape(-1)
@@ -110,11 +115,11 @@ class BankPooling:
                          validate=op_device == "cpu", device=op_device)
         if op_device == "gpu":
             with self._context(ndd, device):
-                scores, classes, _ = ndd.relabel.lookup(index=index, bank=str(self.bank.path), device="gpu",
+                scores, classes, _ = ndd.relabel.lookup(row=index, bank=str(self.bank.path), device="gpu",
                                                         bank_memory=self.bank_memory)
                 z = ndd.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, **pool_args)
                 return z.torch()
-        scores, classes, _ = ndd.relabel.lookup(index=index, bank=str(self.bank.path), device="cpu")
+        scores, classes, _ = ndd.relabel.lookup(row=index, bank=str(self.bank.path), device="cpu")
         return ndd.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, **pool_args).torch()
 
 

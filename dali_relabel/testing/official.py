@@ -12,6 +12,8 @@ Reproduced faithfully, including the axis quirk: the official code passes normal
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torchvision.ops import roi_align
 
@@ -55,8 +57,8 @@ def official_relabel_targets(maps_topk: torch.Tensor, coords: torch.Tensor, num_
     return torch.softmax(pooled.view(b, -1), dim=1)
 
 
-def relabel_targets(scores: torch.Tensor, classes: torch.Tensor, rel_start: torch.Tensor, rel_end: torch.Tensor,
-                    num_classes: int, temperature: float = 1.0) -> torch.Tensor:
+def roi_align_targets(scores: torch.Tensor, classes: torch.Tensor, rel_start: torch.Tensor, rel_end: torch.Tensor,
+                      num_classes: int, temperature: float = 1.0) -> torch.Tensor:
     """Geometrically correct targets by the same dense torchvision path (what label_pool computes).
 
     Args:
@@ -79,3 +81,12 @@ def relabel_targets(scores: torch.Tensor, classes: torch.Tensor, rel_start: torc
     boxes = torch.cat([batch_index, x0 * w - 0.5, y0 * h - 0.5, x1 * w - 0.5, y1 * h - 0.5], 1)
     pooled = roi_align(dense, boxes, output_size=(1, 1), spatial_scale=1.0, sampling_ratio=-1, aligned=False)
     return torch.softmax(pooled.view(b, -1) / temperature, dim=1)
+
+
+def __getattr__(name: str):
+    # The old name of roi_align_targets: it clashed with dali_relabel.pipelines.relabel_targets (the DALI graph).
+    if name == "relabel_targets":
+        warnings.warn("dali_relabel.testing.official.relabel_targets is now roi_align_targets (the torch reference; "
+                      "dali_relabel.pipelines.relabel_targets is the DALI graph)", DeprecationWarning, stacklevel=2)
+        return roi_align_targets
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,3 +41,12 @@ def test_demo_maps_are_the_true_layout(tmp_path):
         assert key.split("/")[0] == demo.class_names[objects[int(np.argmax(visible))]["class"]]
         full = crop_composition(owner, (0, 0, 1, 1), len(objects))
         np.testing.assert_allclose(full, np.array(visible) / owner.size)
+
+
+def test_printed_and_drawn_classes_break_ties_the_same_way():
+    from dali_relabel.cli.demo import top_classes
+
+    target = np.array([0.1, 0.3, 0.3, 0.05, 0.3, 0.0], np.float32)
+    assert top_classes(target, 3) == [1, 2, 4]        # equal probabilities: lower class index first
+    assert top_classes(target, 6) == [1, 2, 4, 0, 3, 5]
+    assert top_classes(np.full(4, 0.25, np.float32), 2) == [0, 1]

@@ -63,7 +63,7 @@ def lookup_pipeline(bank: Path, batch_size: int, device: str = "cpu", **op_args)
                   prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
     def pipe():
         index = fn.external_source(name="index")
-        return tuple(fn.relabel.lookup(index=index, bank=str(bank), device=device, **op_args))
+        return tuple(fn.relabel.lookup(row=index, bank=str(bank), device=device, **op_args))
 
     p = pipe()
     p.build()
@@ -131,7 +131,7 @@ def test_constant_index_selects_one_row_for_every_sample(bank32):
 
     @pipeline_def(batch_size=3, num_threads=1, device_id=None)
     def pipe():
-        return tuple(fn.relabel.lookup(index=7, bank=str(path)))
+        return tuple(fn.relabel.lookup(row=7, bank=str(path)))
 
     p = pipe()
     p.build()
@@ -197,7 +197,7 @@ def test_lookup_feeds_label_pool_in_one_cpu_pipeline(bank16):
         index = fn.external_source(name="index")
         start = fn.external_source(name="rel_start")
         end = fn.external_source(name="rel_end")
-        scores, classes, label = fn.relabel.lookup(index=index, bank=str(path))
+        scores, classes, label = fn.relabel.lookup(row=index, bank=str(path))
         return fn.relabel.label_pool(scores, classes, rel_start=start, rel_end=end, num_classes=1000), label
 
     p = pipe()
@@ -234,7 +234,7 @@ def test_file_reader_labels_as_index(tmp_path, bank16):
         jpegs, index = fn.readers.file(file_root=str(images), file_list=str(tmp_path / "list.txt"),
                                        random_shuffle=False, name="reader")
         image = fn.decoders.image(jpegs, device="cpu")
-        scores, classes, label = fn.relabel.lookup(index=index, bank=str(path))
+        scores, classes, label = fn.relabel.lookup(row=index, bank=str(path))
         return image.shape(), index, scores, classes, label
 
     p = pipe()
@@ -255,10 +255,10 @@ def test_file_reader_labels_as_index(tmp_path, bank16):
 
 
 @pytest.mark.parametrize("rows,message", [
-    ([3, 40, 1], r"sample 1: index 40 is out of range for the bank .*bank16.*, which holds 40 samples "
-                 r"\(valid rows are 0\.\.39\); check that the index"),
-    ([0, 1, -1], r"sample 2: index -1 is out of range for the bank .* which holds 40 samples"),
-    ([2**31 - 1, 0, 0], r"sample 0: index 2147483647 is out of range .* which holds 40 samples"),
+    ([3, 40, 1], r"sample 1: row 40 is out of range for the bank .*bank16.*, which holds 40 samples "
+                 r"\(valid rows are 0\.\.39\); check that the rows"),
+    ([0, 1, -1], r"sample 2: row -1 is out of range for the bank .* which holds 40 samples"),
+    ([2**31 - 1, 0, 0], r"sample 0: row 2147483647 is out of range .* which holds 40 samples"),
 ])
 def test_index_out_of_range_names_sample_index_and_bank_size(bank16, rows, message):
     p = lookup_pipeline(bank16[0], batch_size=3)
@@ -268,19 +268,32 @@ def test_index_out_of_range_names_sample_index_and_bank_size(bank16, rows, messa
 
 def test_int64_index_beyond_int32_is_out_of_range(bank16):
     p = lookup_pipeline(bank16[0], batch_size=1)
-    with pytest.raises(Exception, match=r"sample 0: index 4294967296 is out of range .* holds 40 samples"):
+    with pytest.raises(Exception, match=r"sample 0: row 4294967296 is out of range .* holds 40 samples"):
         run(p, as_index([2**32], np.int64, ()))
 
 
 @pytest.mark.parametrize("index,message", [
-    ([np.array([1.0], np.float32)], r"index must be int32 or int64, got float; cast it with fn\.cast"),
-    ([np.array([1], np.uint8)], r"index must be int32 or int64, got uint8"),
-    ([np.array([1, 2], np.int32)], r"sample 0: index must be a scalar row number of shape \[\] or \[1\], got shape \[2\]"),
+    ([np.array([1.0], np.float32)], r"row must be int32 or int64, got float; cast it with fn\.cast"),
+    ([np.array([1], np.uint8)], r"row must be int32 or int64, got uint8"),
+    ([np.array([1, 2], np.int32)], r"sample 0: row must be a scalar row number of shape \[\] or \[1\], got shape \[2\]"),
 ])
 def test_bad_index_argument(bank16, index, message):
     p = lookup_pipeline(bank16[0], batch_size=1)
     with pytest.raises(Exception, match=r"relabel\.lookup: " + message):
         run(p, index)
+
+
+def test_index_is_the_deprecated_name_of_row(bank32):
+    path, arrays = bank32
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+    def pipe():
+        return tuple(fn.relabel.lookup(index=fn.external_source(name="index"), bank=str(path)))
+
+    with pytest.warns(DeprecationWarning, match=r"The argument `index` is a deprecated alias for `row`"):
+        p = pipe()
+    p.build()
+    assert_rows(run(p, as_index([8, 1])), arrays, [8, 1])
 
 
 def test_bad_bank_memory_value(bank16):
@@ -394,10 +407,10 @@ def test_bank_directory_missing_or_not_a_directory(tmp_path):
         lookup_pipeline(tmp_path / "file", batch_size=1)
 
 
-def test_empty_bank_rejects_every_index(tmp_path):
+def test_empty_bank_rejects_every_row(tmp_path):
     write_bank(tmp_path / "empty", n=0)
     p = lookup_pipeline(tmp_path / "empty", batch_size=1)
-    with pytest.raises(Exception, match=r"sample 0: index 0 is out of range .* which holds 0 samples"):
+    with pytest.raises(Exception, match=r"sample 0: row 0 is out of range .* which holds 0 samples"):
         run(p, as_index([0]))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dali_relabel.pipelines import IMAGENET_MEAN, IMAGENET_STD, relabel_val_pipeline
+from dali_relabel.config import EvalConfig
+from dali_relabel.pipelines import IMAGENET_MEAN, IMAGENET_STD, FileReader, relabel_val_pipeline
 from PIL import Image
 from reference import slow_label_pool
 
@@ -32,8 +33,8 @@ def run(**kw):
 
 def test_center_crop_and_class_labels(demo, tmp_path):
     imgs = ImageList.from_folder(demo.images)
-    images, labels = run(file_root=str(demo.images), file_list=file_list(tmp_path, imgs.keys, imgs.labels),
-                         resize_shorter=64, crop_size=56)
+    images, labels = run(reader=FileReader(str(demo.images), file_list=file_list(tmp_path, imgs.keys, imgs.labels)),
+                         config=EvalConfig(crop_size=56, crop_pct=56 / 64))
     assert images.shape == (8, 3, 56, 56) and labels.tolist() == imgs.labels
     # Independent check: PIL resize of the shorter side to 64, center crop 56, normalize.
     img = Image.open(demo.images / imgs.keys[0]).convert("RGB")
@@ -58,8 +59,8 @@ def test_central_box_targets_from_the_bank(demo, tmp_path):
     store = LabelStore.open(str(demo.labels))
     bank = store.materialize(cache_dir=tmp_path / "bank", progress=False)
     rows = np.arange(8)
-    targets, labels, boxes = run(file_root=str(demo.images), file_list=file_list(tmp_path, store.keys, rows),
-                                 bank=str(bank.path), num_classes=store.num_classes, resize_shorter=256, crop_size=224,
+    targets, labels, boxes = run(reader=FileReader(str(demo.images), file_list=file_list(tmp_path, store.keys, rows)),
+                                 bank=bank, config=EvalConfig(crop_size=224, crop_pct=0.875),
                                  outputs=("targets", "labels", "boxes"))
     assert labels.tolist() == store.labels.tolist()
     # 150x200 images: the center crop covers 224/256 of the shorter side (150), centred.
@@ -71,8 +72,25 @@ def test_central_box_targets_from_the_bank(demo, tmp_path):
 
 
 def test_arguments_are_checked(demo):
-    with pytest.raises(ValueError, match="give bank and num_classes together"):
-        relabel_val_pipeline(batch_size=1, num_threads=1, device_id=None, file_root="x", file_list="y", bank="z")
-    with pytest.raises(ValueError, match="targets, boxes and rows need a label bank"):
-        relabel_val_pipeline(batch_size=1, num_threads=1, device_id=None, file_root="x", file_list="y",
+    with pytest.raises(ValueError, match="the targets, boxes and rows outputs need a label bank"):
+        relabel_val_pipeline(batch_size=1, num_threads=1, device_id=None, reader=FileReader("x", file_list="y"),
                              outputs=("images", "targets"))
+    with pytest.raises(TypeError, match="reader= is required"):
+        relabel_val_pipeline(batch_size=1, num_threads=1, device_id=None)
+    with pytest.raises(TypeError, match="relabel_val_pipeline got an unexpected keyword argument 'flip_prob'"):
+        relabel_val_pipeline(batch_size=1, num_threads=1, device_id=None, reader=FileReader("x", file_list="y"),
+                             flip_prob=0.5)
+
+
+def test_the_old_flat_keywords_still_work(demo, tmp_path):
+    """file_root/file_list/bank path/num_classes/resize_shorter/crop_size: the same batch, with DeprecationWarnings."""
+    store = LabelStore.open(str(demo.labels))
+    bank = store.materialize(cache_dir=tmp_path / "bank", progress=False)
+    listing = file_list(tmp_path, store.keys, np.arange(8))
+    new = run(reader=FileReader(str(demo.images), file_list=listing), bank=bank,
+              config=EvalConfig(crop_size=56, crop_pct=56 / 64), outputs=("images", "targets", "labels"))
+    with pytest.warns(DeprecationWarning, match="relabel_val_pipeline: file_root=, file_list= are deprecated"):
+        old = run(file_root=str(demo.images), file_list=listing, bank=str(bank.path), num_classes=store.num_classes,
+                  resize_shorter=64, crop_size=56, outputs=("images", "targets", "labels"))
+    for a, b in zip(new, old):
+        np.testing.assert_array_equal(a, b)

@@ -45,12 +45,15 @@ def data(tmp_path_factory):
     return root, demo
 
 
-def test_switching_to_relabel_changes_at_most_five_lines():
+def test_switching_to_relabel_changes_only_the_marked_lines():
+    """Four marked lines (the import, --labels, the two loaders) and the two `# standard:` lines they replace."""
     source = SCRIPT.read_text()
     standard = standard_variant(source)
     diff = [d for d in difflib.ndiff(standard.splitlines(), source.splitlines()) if d[:2] in ("- ", "+ ")]
-    assert 1 <= len(diff) <= 5, diff
-    assert "ReLabelLoader" not in standard and "add_argument(\"--labels\"" not in standard
+    assert len([line for line in source.splitlines() if line.rstrip().endswith("# ReLabel")]) == 4
+    assert 1 <= len(diff) <= 8, diff
+    assert "ReLabelLoader" not in standard and "ReLabelValLoader" not in standard
+    assert "add_argument(\"--labels\"" not in standard
 
 
 def run(module, monkeypatch, argv):

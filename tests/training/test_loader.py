@@ -35,11 +35,11 @@ def dataset_copy(demo, tmp_path):
     return tmp_path / "images", tmp_path / "labels.zarr"
 
 
-def loader(images, labels, batch_size=8, **kw):
+def loader(images, store, batch_size=8, **kw):
     kw.setdefault("device", "cpu")
     kw.setdefault("num_threads", 2)
     kw.setdefault("seed", 3)
-    return ReLabelLoader(images, labels, batch_size, **kw)
+    return ReLabelLoader(images, store, batch_size, **kw)
 
 
 def reference_image(path, box, mirror, size):
@@ -58,16 +58,16 @@ def reference_image(path, box, mirror, size):
 def test_one_epoch_targets_boxes_and_images_match_references(demo):
     store = LabelStore.open(str(demo.labels))
     ld = loader(demo.images, demo.labels, batch_size=5, crop_size=64,
-                outputs=("images", "targets", "labels", "boxes", "indices", "keys", "mirror"))
+                outputs=("images", "targets", "labels", "boxes", "rows", "keys", "mirror"))
     assert len(ld) == -(-N_IMAGES // 5)
     seen = Counter()
-    for images, targets, labels, boxes, indices, keys, mirror in ld:
+    for images, targets, labels, boxes, rows, keys, mirror in ld:
         assert images.shape[1:] == (3, 64, 64) and images.dtype == torch.float32
         assert targets.shape[1] == store.num_classes and targets.dtype == torch.float32
-        assert labels.dtype == torch.int64 and indices.dtype == torch.int64
+        assert labels.dtype == torch.int64 and rows.dtype == torch.int64
         for i, key in enumerate(keys):
             seen[key] += 1
-            row = int(indices[i])
+            row = int(rows[i])
             assert store.keys[row] == key and labels[i] == store.labels[row]
             scores, classes = store.read(row)
             box = boxes[i].numpy()
@@ -114,9 +114,9 @@ def test_batch_larger_than_the_dataset(demo):
     assert len(batches) == 1 and sorted(batches[0]) == sorted(demo.objects)
 
 
-def test_official_axes_reproduce_the_official_targets(demo):
+def test_transpose_box_reproduces_the_official_targets(demo):
     store = LabelStore.open(str(demo.labels))
-    ld = loader(demo.images, demo.labels, official_axes=True, outputs=("targets", "boxes", "indices"))
+    ld = loader(demo.images, demo.labels, transpose_box=True, outputs=("targets", "boxes", "rows"))
     targets, boxes, rows = next(iter(ld))
     scores, classes = store.read(rows.numpy())
     maps = torch.stack([torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(classes.astype(np.float64))],
@@ -128,7 +128,7 @@ def test_official_axes_reproduce_the_official_targets(demo):
 @pytest.mark.parametrize("label_type", ["localized_single", "global_multi", "global_single"])
 def test_label_types(demo, label_type):
     store = LabelStore.open(str(demo.labels))
-    ld = loader(demo.images, demo.labels, label_type=label_type, outputs=("targets", "boxes", "indices"))
+    ld = loader(demo.images, demo.labels, label_type=label_type, outputs=("targets", "boxes", "rows"))
     targets, boxes, rows = next(iter(ld))
     for t, box, row in zip(targets.numpy(), boxes.numpy(), rows.tolist()):
         ref = slow_label_pool(*store.read(row), box[:2], box[2:], store.num_classes, label_type=label_type)
@@ -142,12 +142,12 @@ def test_images_without_label_maps(dataset_copy):
     with pytest.raises(KeyError, match="1 of 25 images have no label map in .* e.g. cat/zz_unlabelled.jpg; "
                                        "annotate them, or pass missing='onehot'"):
         loader(images, labels)
-    ld = loader(images, labels, missing="onehot", batch_size=25, outputs=("targets", "labels", "keys", "indices"))
+    ld = loader(images, labels, missing="onehot", batch_size=25, outputs=("targets", "labels", "keys", "rows"))
     assert ld.num_missing == 1
-    targets, labels_out, keys, indices = next(iter(ld))
-    i = keys.index(None)
+    targets, labels_out, keys, rows = next(iter(ld))
+    i = keys.index("cat/zz_unlabelled.jpg")
     cat = ld.images.classes.index("cat")
-    assert indices[i] == -1 and labels_out[i] == cat
+    assert rows[i] == -1 and labels_out[i] == cat and (np.delete(rows.numpy(), i) >= 0).all()
     assert torch.equal(targets[i], torch.nn.functional.one_hot(torch.tensor(cat), targets.shape[1]).float())
 
 

@@ -27,13 +27,13 @@ def demo(tmp_path_factory):
 def test_gpu_epoch_targets_match_reference(demo, bank_memory):
     store = LabelStore.open(str(demo.labels))
     ld = ReLabelLoader(demo.images, demo.labels, 16, device="gpu", crop_size=64, seed=1, bank_memory=bank_memory,
-                       outputs=("images", "targets", "labels", "boxes", "indices", "keys"))
+                       outputs=("images", "targets", "labels", "boxes", "rows", "keys"))
     seen = Counter()
-    for images, targets, labels, boxes, indices, keys in ld:
+    for images, targets, labels, boxes, rows, keys in ld:
         assert images.is_cuda and targets.is_cuda and images.shape[1:] == (3, 64, 64)
         for i, key in enumerate(keys):
             seen[key] += 1
-            row = int(indices[i])
+            row = int(rows[i])
             box = boxes[i].cpu().numpy()
             ref = slow_label_pool(*store.read(row), box[:2], box[2:], store.num_classes)
             np.testing.assert_allclose(targets[i].cpu().numpy(), ref, rtol=1e-5, atol=1e-6)

@@ -64,7 +64,7 @@ def batch_inputs(crops=CROPS, seed=0):
 def test_region_targets_equal_the_pixel_mask_reference(maps, bank, patch, temperature):
     images, targets, boxes, mirror = batch_inputs()
     mix = ReLabelMix(bank=bank, policy="region", temperature=temperature)
-    out_images, out = mix.apply(cutmix(patch), images, targets, boxes=boxes, indices=torch.arange(len(CROPS)),
+    out_images, out = mix.apply(cutmix(patch), images, targets, boxes=boxes, rows=torch.arange(len(CROPS)),
                                 mirror=mirror)
     ref = region_targets(maps, CROPS, S, patch, PERM, C, temperature)
     assert out.dtype == torch.float32 and out.shape == (len(CROPS), C)
@@ -82,12 +82,12 @@ def test_region_differs_from_area_and_from_pasting_unflipped(maps, bank):
     patch = (0, 0, 16, 7)
     pooled = torch.from_numpy(np.stack([softmax(z) for z, *_ in region_parts(maps, CROPS, S, (0, 0, 16, 16),
                                                                               np.arange(6), C)]))
-    indices = torch.arange(len(CROPS))
-    region = ReLabelMix(bank=bank).apply(cutmix(patch), images, pooled.float(), boxes=boxes, indices=indices,
+    rows = torch.arange(len(CROPS))
+    region = ReLabelMix(bank=bank).apply(cutmix(patch), images, pooled.float(), boxes=boxes, rows=rows,
                                          mirror=mirror)[1]
     area = ReLabelMix(policy="area").apply(cutmix(patch), images, pooled.float())[1]
     assert (region - area).abs().max() > 0.05
-    unflipped = ReLabelMix(bank=bank).apply(cutmix(patch), images, targets, boxes=boxes, indices=indices,
+    unflipped = ReLabelMix(bank=bank).apply(cutmix(patch), images, targets, boxes=boxes, rows=rows,
                                             mirror=torch.zeros_like(mirror))[1]
     assert (region - unflipped).abs().max() > 0.05
 
@@ -105,7 +105,7 @@ def test_flips_paste_the_mirrored_region(tmp_path):
     params = MixParams("cutmix", 0.75, 0.75, (0, 0, 16, 4), (16, 16), np.array([1, 0]))  # left quarter
     mix = ReLabelMix(bank=bank)
     for flipped, pasted_class, other in ((0, 1, 2), (1, 2, 1)):
-        out = mix.apply(params, images, targets, boxes=boxes, indices=torch.tensor([0, 1]),
+        out = mix.apply(params, images, targets, boxes=boxes, rows=torch.tensor([0, 1]),
                         mirror=torch.tensor([0, flipped]))[1][0]
         assert out[pasted_class] > 0.2 and out[other] < 0.01, (flipped, out)
         assert out[0] > 0.7  # the kept three quarters are the receiver's class 0
@@ -113,14 +113,14 @@ def test_flips_paste_the_mirrored_region(tmp_path):
 
 def test_images_without_a_map_use_their_given_target(maps, bank):
     images, targets, boxes, mirror = batch_inputs()
-    indices = torch.arange(len(CROPS))
-    indices[[1, 3]] = -1  # sample 3 is sample 0's partner, sample 1 sample 3's: both roles are exercised
+    rows = torch.arange(len(CROPS))
+    rows[[1, 3]] = -1  # sample 3 is sample 0's partner, sample 1 sample 3's: both roles are exercised
     onehot = torch.eye(C)[[2, 7, 4, 11, 0, 5]]
-    targets = torch.where((indices < 0)[:, None], onehot, targets)
+    targets = torch.where((rows < 0)[:, None], onehot, targets)
     patch = (3, 5, 11, 14)
-    out = ReLabelMix(bank=bank).apply(cutmix(patch), images, targets, boxes=boxes, indices=indices,
+    out = ReLabelMix(bank=bank).apply(cutmix(patch), images, targets, boxes=boxes, rows=rows,
                                       mirror=mirror)[1]
-    ref = region_targets(maps, CROPS, S, patch, PERM, C, has_map=indices.numpy() >= 0, given=targets.double().numpy())
+    ref = region_targets(maps, CROPS, S, patch, PERM, C, has_map=rows.numpy() >= 0, given=targets.double().numpy())
     np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=0)
     # Both map-less: the area policy.
     lam = cutmix(patch).lam
@@ -318,18 +318,18 @@ def demo(tmp_path_factory):
 def test_with_the_loaders_cpu_outputs(demo):
     """Pasted pixels are the partner's image at the mapped region; targets are the slow reference's."""
     loader = ReLabelLoader(demo.images, demo.labels, 8, device="cpu", crop_size=64, seed=4, num_threads=2,
-                           temperature=1.5, outputs=("images", "targets", "boxes", "indices", "mirror", "keys"))
+                           temperature=1.5, outputs=("images", "targets", "boxes", "rows", "mirror", "keys"))
     mix = ReLabelMix.for_loader(loader, seed=0)
     assert mix.temperature == 1.5 and mix.num_classes == loader.num_classes
     store = LabelStore.open(str(demo.labels))
     mean, std = np.array(IMAGENET_MEAN)[:, None, None], np.array(IMAGENET_STD)[:, None, None]
     box = (8, 20, 56, 60)
     flips_seen = set()
-    for images, targets, boxes, indices, mirror, keys in loader:
+    for images, targets, boxes, rows, mirror, keys in loader:
         n = len(keys)
         params = MixParams("cutmix", 0, 0, box, (64, 64), np.roll(np.arange(n), 1))
         lam = 1 - params.patch_fraction
-        out_images, out = mix.apply(params, images, targets, boxes=boxes, indices=indices, mirror=mirror)
+        out_images, out = mix.apply(params, images, targets, boxes=boxes, rows=rows, mirror=mirror)
         starts, ends = patch_regions(boxes.numpy(), mirror.numpy(), (8 / 64, 20 / 64, 56 / 64, 60 / 64))
         for i in range(n):
             j = int(params.perm[i])
@@ -344,8 +344,8 @@ def test_with_the_loaders_cpu_outputs(demo):
             patch = out_images[i, :, 8:56, 20:60].numpy()
             assert np.abs(patch - (ref - mean) / std).mean() < 0.15, (i, keys[j])
             # Targets: slow float64 pooling at the same regions.
-            z_in = slow_pooled_logits(*store.read(int(indices[j])), starts[j], ends[j], store.num_classes)
-            s_i, c_i = store.read(int(indices[i]))
+            z_in = slow_pooled_logits(*store.read(int(rows[j])), starts[j], ends[j], store.num_classes)
+            s_i, c_i = store.read(int(rows[i]))
             b = boxes[i].numpy()
             z_keep = (slow_pooled_logits(s_i, c_i, b[:2], b[2:], store.num_classes) - params.patch_fraction
                       * slow_pooled_logits(s_i, c_i, starts[i], ends[i], store.num_classes)) / lam
@@ -354,18 +354,26 @@ def test_with_the_loaders_cpu_outputs(demo):
     assert flips_seen == {0, 1}
 
 
+def test_for_loader_takes_the_loaders_bank_and_target_config(demo):
+    loader = ReLabelLoader(demo.images, demo.labels, 8, device="cpu", transpose_box=True, temperature=0.7,
+                           bank_memory="host", outputs=("images",))
+    mix = ReLabelMix.for_loader(loader)
+    assert mix.pooling.transpose_box and mix.pooling.bank_memory == "host" and mix.temperature == 0.7
+    assert mix.pooling.bank.path == loader.bank.path and mix.num_classes == loader.num_classes
+
+
 def test_loader_images_without_maps(demo, tmp_path):
     shutil.copytree(demo.images, tmp_path / "images")
     key = next(iter(demo.objects))
     shutil.copy(tmp_path / "images" / key, tmp_path / "images" / "cat" / "zz_unlabelled.jpg")
     loader = ReLabelLoader(tmp_path / "images", demo.labels, 17, device="cpu", crop_size=32, num_threads=2,
-                           missing="onehot", outputs=("images", "targets", "boxes", "indices", "mirror", "keys"))
-    images, targets, boxes, indices, mirror, keys = next(iter(loader))
-    i = keys.index(None)
-    assert indices[i] == -1
+                           missing="onehot", outputs=("images", "targets", "boxes", "rows", "mirror", "keys"))
+    images, targets, boxes, rows, mirror, keys = next(iter(loader))
+    i = keys.index("cat/zz_unlabelled.jpg")
+    assert rows[i] == -1
     perm = np.roll(np.arange(len(keys)), 1)
     params = MixParams("cutmix", 0.5, 0.5, (0, 0, 32, 16), (32, 32), perm)
-    out = ReLabelMix.for_loader(loader).apply(params, images, targets, boxes=boxes, indices=indices, mirror=mirror)[1]
+    out = ReLabelMix.for_loader(loader).apply(params, images, targets, boxes=boxes, rows=rows, mirror=mirror)[1]
     # The map-less image keeps its one-hot on its half; its partner's half is a soft pooled target.
     onehot_class = int(targets[i].argmax())
     assert out[i, onehot_class] >= 0.5 and torch.isclose(out[i].sum(), torch.tensor(1.0))
@@ -390,21 +398,36 @@ def test_bad_configuration(kwargs, message):
         ReLabelMix(**kwargs)
 
 
+def test_old_keyword_names_still_work(bank):
+    """official_axes= is transpose_box=, indices= is rows=: same results, with a DeprecationWarning each."""
+    images, targets, boxes, mirror = batch_inputs()
+    rows = torch.arange(len(CROPS))
+    new = ReLabelMix(bank=bank, transpose_box=True).apply(cutmix(PATCHES[0]), images, targets, boxes=boxes, rows=rows,
+                                                          mirror=mirror)[1]
+    with pytest.warns(DeprecationWarning, match="official_axes= is deprecated, use transpose_box="):
+        old_mix = ReLabelMix(bank=bank, official_axes=True)
+    with pytest.warns(DeprecationWarning, match="indices= is deprecated, use rows="):
+        old = old_mix.apply(cutmix(PATCHES[0]), images, targets, boxes=boxes, indices=rows, mirror=mirror)[1]
+    assert old_mix.pooling.transpose_box and torch.equal(new, old)
+    with pytest.raises(TypeError, match="got both rows and indices"), pytest.warns(DeprecationWarning):
+        old_mix(images, targets, boxes=boxes, rows=rows, indices=rows, mirror=mirror)
+
+
 def test_region_needs_the_loader_geometry(bank):
     images, targets, boxes, mirror = batch_inputs()
     mix = ReLabelMix(bank=bank)
-    with pytest.raises(ValueError, match=r"needs boxes, indices and mirror \(missing: indices, mirror\); ask the "
-                                         r"loader for outputs=\(\.\.\., 'boxes', 'indices', 'mirror'\)"):
+    with pytest.raises(ValueError, match=r"needs boxes, rows and mirror \(missing: rows, mirror\); ask the "
+                                         r"loader for outputs=\(\.\.\., 'boxes', 'rows', 'mirror'\)"):
         mix(images, targets, boxes=boxes)
     with pytest.raises(ValueError, match=r"boxes has shape \[6, 2\], expected \[6, 4\] for a batch of 6"):
-        mix.apply(cutmix((0, 0, 4, 4)), images, targets, boxes=boxes[:, :2], indices=torch.arange(6), mirror=mirror)
+        mix.apply(cutmix((0, 0, 4, 4)), images, targets, boxes=boxes[:, :2], rows=torch.arange(6), mirror=mirror)
     with pytest.raises(ValueError, match=r"targets have 7 classes, the bank 20"):
         mix(images, targets[:, :7])
     with pytest.raises(ValueError, match=r"targets must be \[B, C\] with B = 6"):
         mix(images, targets[:3])
-    with pytest.raises(ValueError, match=r"ReLabelMix: sample 2: index 99 is outside the bank .* \(6 label maps\); "
-                                         r"pass the loader's 'indices' output and its bank"):
-        mix.apply(cutmix((0, 0, 4, 4)), images, targets, boxes=boxes, indices=torch.tensor([0, 1, 99, 3, 4, 5]),
+    with pytest.raises(ValueError, match=r"ReLabelMix: sample 2: row 99 is outside the bank .* \(6 label maps\); "
+                                         r"pass the loader's 'rows' output and its bank"):
+        mix.apply(cutmix((0, 0, 4, 4)), images, targets, boxes=boxes, rows=torch.tensor([0, 1, 99, 3, 4, 5]),
                   mirror=mirror)
 
 
@@ -413,36 +436,36 @@ def test_region_needs_the_loader_geometry(bank):
 @requires_gpu
 def test_region_on_the_gpu_equals_the_cpu(maps, bank):
     images, targets, boxes, mirror = batch_inputs()
-    indices = torch.arange(len(CROPS))
-    indices[1] = -1
+    rows = torch.arange(len(CROPS))
+    rows[1] = -1
     mix = ReLabelMix(bank=bank, temperature=1.3)
     for patch in PATCHES:
-        cpu_images, cpu = mix.apply(cutmix(patch), images, targets, boxes=boxes, indices=indices, mirror=mirror)
-        gpu_images, gpu = mix.apply(cutmix(patch), images.cuda(), targets.cuda(), boxes=boxes, indices=indices,
+        cpu_images, cpu = mix.apply(cutmix(patch), images, targets, boxes=boxes, rows=rows, mirror=mirror)
+        gpu_images, gpu = mix.apply(cutmix(patch), images.cuda(), targets.cuda(), boxes=boxes, rows=rows,
                                     mirror=mirror)
         assert gpu.is_cuda and gpu_images.is_cuda
         assert torch.equal(gpu_images.cpu(), cpu_images)
         np.testing.assert_allclose(gpu.cpu().numpy(), cpu.numpy(), atol=1e-6)
-        ref = region_targets(maps, CROPS, S, patch, PERM, C, 1.3, has_map=indices.numpy() >= 0,
+        ref = region_targets(maps, CROPS, S, patch, PERM, C, 1.3, has_map=rows.numpy() >= 0,
                              given=targets.double().numpy())
         np.testing.assert_allclose(gpu.cpu().numpy(), ref, atol=1e-5)
     # Geometry given as GPU tensors is accepted too (one small copy to the host).
     _, gpu2 = mix.apply(cutmix(PATCHES[0]), images.cuda(), targets.cuda(), boxes=boxes.cuda(),
-                        indices=indices.cuda(), mirror=mirror.cuda())
+                        rows=rows.cuda(), mirror=mirror.cuda())
     np.testing.assert_allclose(gpu2.cpu().numpy(), mix.apply(cutmix(PATCHES[0]), images, targets, boxes=boxes,
-                                                             indices=indices, mirror=mirror)[1].numpy(), atol=1e-6)
+                                                             rows=rows, mirror=mirror)[1].numpy(), atol=1e-6)
 
 
 @requires_gpu
 def test_gpu_loader_batches_mix_on_the_gpu(demo):
     loader = ReLabelLoader(demo.images, demo.labels, 8, device="gpu", crop_size=64, seed=4, num_threads=2,
-                           outputs=("images", "targets", "boxes", "indices", "mirror"))
+                           outputs=("images", "targets", "boxes", "rows", "mirror"))
     mix = ReLabelMix.for_loader(loader, mode="both", seed=0)
-    for images, targets, boxes, indices, mirror in loader:
+    for images, targets, boxes, rows, mirror in loader:
         assert images.is_cuda and targets.is_cuda and not boxes.is_cuda
-        out_images, out = mix(images, targets, boxes=boxes, indices=indices, mirror=mirror)
+        out_images, out = mix(images, targets, boxes=boxes, rows=rows, mirror=mirror)
         assert out_images.is_cuda and out.is_cuda
-        cpu_images, cpu = mix.apply(mix.last_params, images.cpu(), targets.cpu(), boxes=boxes, indices=indices,
+        cpu_images, cpu = mix.apply(mix.last_params, images.cpu(), targets.cpu(), boxes=boxes, rows=rows,
                                     mirror=mirror)
         assert torch.equal(out_images.cpu(), cpu_images)
         np.testing.assert_allclose(out.cpu().numpy(), cpu.numpy(), atol=1e-6)

@@ -12,13 +12,13 @@ DALI_SCHEMA(relabel__Lookup)
 three arrays are checked against each other (same ``[N, H, W, K]`` for scores and classes,
 ``N`` labels) and memory-mapped read-only when the operator is built, once per process for all
 operators naming the same bank. For each sample
-with row ``r = index[sample]`` the three outputs are exactly::
+with row ``r = row[sample]`` the three outputs are exactly::
 
     scores  = np.load("scores.npy",  mmap_mode="r")[r]    # [H, W, K] float16
     classes = np.load("classes.npy", mmap_mode="r")[r]    # [H, W, K] int16 or int32 (the bank's dtype)
     label   = np.load("labels.npy",  mmap_mode="r")[r]    # []        int32 (-1: unknown)
 
-The operator has no regular inputs; the batch size is that of ``index``, a per-sample CPU
+The operator has no regular inputs; the batch size is that of ``row``, a per-sample CPU
 argument input of dtype int32 or int64 and shape ``[]`` or ``[1]``: typically the label of
 ``fn.readers.file`` whose file list maps each image to its bank row. A row outside ``[0, N)``
 is an error naming the sample, the row and the bank's size.
@@ -37,9 +37,11 @@ is set by ``bank_memory``:
     .NumInput(0)
     .NumOutput(3)
     .AddArg("bank", "Directory of the serving bank (str(LabelBank.path)).", ::DALI_STRING)
-    .AddArg("index",
+    .AddArg("row",
             "Row of the bank for each sample: int32 or int64, shape [] or [1] (e.g. fn.readers.file labels).",
             ::DALI_INT32, /*enable_tensor_input=*/true)
+    // One name for the concept across Python and the schema: the loaders' `rows` output, ReLabelMix(rows=).
+    .DeprecateArgInFavorOf("index", "row", "0.1.0")
     .AddOptionalArg("bank_memory",
                     "GPU backend: \"device\" copies the bank to device memory once per process and GPU; "
                     "\"host\" keeps it in page-locked host memory that the kernel reads directly. "

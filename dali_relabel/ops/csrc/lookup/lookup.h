@@ -63,24 +63,24 @@ class Lookup : public ::dali::Operator<Backend> {
   void ReadIndices(const ::dali::Workspace &ws, int n) {
     indices_.resize(n);
     const auto &spec = this->spec_;
-    if (!spec.HasTensorArgument("index")) {
+    if (!spec.HasTensorArgument("row")) {
       // A constant: the same row for every sample (mostly useful for tests and debugging).
-      const int64_t row = spec.template GetArgument<int>("index");
+      const int64_t row = spec.template GetArgument<int>("row");
       for (int i = 0; i < n; ++i) indices_[i] = row;
     } else {
-      const auto &arg = ws.ArgumentInput("index");
+      const auto &arg = ws.ArgumentInput("row");
       if (arg.num_samples() != n)
-        Fail(kLookupName, "index holds ", arg.num_samples(), " samples but the batch has ", n, ".");
+        Fail(kLookupName, "row holds ", arg.num_samples(), " samples but the batch has ", n, ".");
       // DALI requires an argument input's dtype to equal the schema's; we read the tensor
       // ourselves so that both the file reader's int32 labels and int64 rows are accepted.
       const auto type = arg.type();
       if (type != ::DALI_INT32 && type != ::DALI_INT64)
-        Fail(kLookupName, "index must be int32 or int64, got ", ::daliDataTypeName(type),
-             "; cast it with fn.cast(index, dtype=types.INT32).");
+        Fail(kLookupName, "row must be int32 or int64, got ", ::daliDataTypeName(type),
+             "; cast it with fn.cast(row, dtype=types.INT32).");
       for (int i = 0; i < n; ++i) {
         const auto shape = arg.tensor_shape(i);
         if (shape.sample_dim() > 1 || ::dali::volume(shape) != 1)
-          Fail(kLookupName, "sample ", i, ": index must be a scalar row number of shape [] or [1], got shape ",
+          Fail(kLookupName, "sample ", i, ": row must be a scalar row number of shape [] or [1], got shape ",
                ShapeStr(shape), ".");
         indices_[i] = type == ::DALI_INT32 ? static_cast<int64_t>(*arg.template tensor<int32_t>(i))
                                            : *arg.template tensor<int64_t>(i);
@@ -89,9 +89,9 @@ class Lookup : public ::dali::Operator<Backend> {
     const int64_t size = bank_->num_samples();
     for (int i = 0; i < n; ++i) {
       if (indices_[i] < 0 || indices_[i] >= size)
-        Fail(kLookupName, "sample ", i, ": index ", indices_[i], " is out of range for the bank ", bank_->path(),
+        Fail(kLookupName, "sample ", i, ": row ", indices_[i], " is out of range for the bank ", bank_->path(),
              ", which holds ", size, " samples (valid rows are 0..", size - 1,
-             "); check that the index (e.g. the file list's labels) holds row numbers of this bank.");
+             "); check that the rows (e.g. the file list's labels) are row numbers of this bank.");
     }
   }
 

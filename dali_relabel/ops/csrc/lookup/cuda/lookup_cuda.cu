@@ -1,6 +1,6 @@
 // CUDA backend of fn.relabel.lookup: one batched gather kernel per iteration.
 //
-// The rows to fetch are known on the host (index is a CPU argument input, range-checked in
+// The rows to fetch are known on the host (row is a CPU argument input, range-checked in
 // SetupImpl), so a per-sample descriptor (row, output pointers) is copied to the GPU once and
 // one launch copies all rows: blockIdx.y walks the samples, the x dimension the bytes of a row.
 // The source is either the process-wide device copy of the bank or, with bank_memory="host",

@@ -1,0 +1,207 @@
+"""Validation metrics: top-k accuracy and ImageNet-ReaL accuracy.
+
+ImageNet-ReaL (Beyer et al., "Are we done with ImageNet?", 2020) re-annotated the 50,000 validation
+images with *sets* of plausible labels. A prediction is correct when it is in the image's set; images
+whose set is empty (no plausible ImageNet class) are excluded from the mean. ReLabel's authors point
+their users to ReaL for "relabelled validation". The standard ``real.json`` is a list of 50,000 lists
+of class indices, one per validation image in file-name order (``ILSVRC2012_val_00000001.JPEG`` first).
+
+    real = ReaLAccuracy("real.json")                 # or ReaLAccuracy.from_timm() (timm ships the file)
+    acc = TopKAccuracy()
+    for images, labels, keys in val_loader:           # keys: the images' file names or relative paths
+        logits = model(images)
+        real.update(logits, keys)
+        acc.update(logits, labels)
+    print(acc.compute(), real.compute())              # {"top1": ..., "top5": ...}, {"real_top1": ..., ...}
+
+Both accumulators sum counts, so under DDP call :meth:`~TopKAccuracy.all_reduce` (or sum the
+``state()`` dicts yourself) before :meth:`compute`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+VAL_FILE_PATTERN = "ILSVRC2012_val_{:08d}.JPEG"
+
+
+def load_real_labels(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Reads a ReaL ``real.json``: file name → tuple of plausible class indices (possibly empty).
+
+    Raises:
+        ValueError: the file is not a list of lists of non-negative integers (names the file and the entry).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e}); expected ReaL's real.json, a list of lists of class indices") \
+            from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list (one list of class indices per validation image), "
+                         f"got {type(data).__name__}")
+    out = {}
+    for i, labels in enumerate(data):
+        if not isinstance(labels, list) or not all(isinstance(c, int) and c >= 0 for c in labels):
+            raise ValueError(f"{path}: entry {i} ({VAL_FILE_PATTERN.format(i + 1)}) is {labels!r}; expected a list "
+                             f"of non-negative class indices")
+        out[VAL_FILE_PATTERN.format(i + 1)] = tuple(labels)
+    return out
+
+
+def _topk_classes(logits: torch.Tensor, k: int) -> torch.Tensor:
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [B, C], got shape {tuple(logits.shape)}")
+    return logits.detach().topk(min(k, logits.shape[1]), dim=1).indices  # [B, k], highest first
+
+
+class TopKAccuracy:
+    """Top-k accuracy against hard labels, accumulated over batches.
+
+    Args:
+        topk: the k values reported.
+    """
+
+    def __init__(self, topk: Sequence[int] = (1, 5)):
+        if not topk or any(int(k) < 1 for k in topk):
+            raise ValueError(f"topk must hold positive integers, got {topk!r}")
+        self.topk = tuple(int(k) for k in topk)
+        self.correct = {k: 0 for k in self.topk}
+        self.count = 0
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, *, valid: int | None = None) -> None:
+        """Adds a batch.
+
+        Args:
+            logits: [B, C] scores.
+            labels: [B] class indices.
+            valid: count only the first ``valid`` samples (e.g. a padded last batch).
+        """
+        n = logits.shape[0] if valid is None else int(valid)
+        pred = _topk_classes(logits[:n], max(self.topk))
+        hit = pred == labels[:n].reshape(-1, 1).to(pred.device)
+        for k in self.topk:
+            self.correct[k] += int(hit[:, :k].any(dim=1).sum())
+        self.count += n
+
+    def state(self) -> dict[str, int]:
+        return {"count": self.count, **{f"correct{k}": v for k, v in self.correct.items()}}
+
+    def all_reduce(self) -> None:
+        """Sums the counts over an initialised ``torch.distributed`` process group (no-op without one)."""
+        _all_reduce_counts(self)
+
+    def compute(self) -> dict[str, float]:
+        """``{"top1": %, "top5": %, ...}`` (NaN when nothing was counted)."""
+        return {f"top{k}": 100.0 * self.correct[k] / self.count if self.count else float("nan") for k in self.topk}
+
+
+class ReaLAccuracy:
+    """ImageNet-ReaL top-k accuracy, accumulated over batches.
+
+    A top-k prediction is correct when any of its k classes is in the image's ReaL label set; images
+    with an empty set are skipped (``excluded`` counts them), as the ReaL paper defines.
+
+    Args:
+        real_labels: the path of ``real.json``, or a mapping file name → class indices.
+        topk: the k values reported.
+    """
+
+    def __init__(self, real_labels: str | os.PathLike | Mapping[str, Sequence[int]], topk: Sequence[int] = (1,)):
+        if not isinstance(real_labels, Mapping):
+            real_labels = load_real_labels(real_labels)
+        self.real_labels = {name: frozenset(labels) for name, labels in real_labels.items()}
+        self.topk = tuple(int(k) for k in topk)
+        if not self.topk or min(self.topk) < 1:
+            raise ValueError(f"topk must hold positive integers, got {topk!r}")
+        self.correct = {k: 0 for k in self.topk}
+        self.count = 0
+        self.excluded = 0
+
+    @classmethod
+    def from_timm(cls, topk: Sequence[int] = (1,)) -> ReaLAccuracy:
+        """The ReaL labels that timm ships (``timm/data/_info/imagenet_real_labels.json``); needs timm."""
+        try:
+            import timm.data
+        except ImportError:
+            raise ImportError("ReaLAccuracy.from_timm needs timm (pip install timm); or pass the path of "
+                              "real.json") from None
+        path = Path(timm.data.__file__).parent / "_info" / "imagenet_real_labels.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: this timm version ships no ReaL labels; pass the path of real.json")
+        return cls(path, topk)
+
+    def label_set(self, key: str) -> frozenset[int]:
+        """The ReaL label set of an image, by file name or relative path (``val/n01440764/ILSVRC2012_val_….JPEG``)."""
+        name = PurePosixPath(str(key).replace(os.sep, "/")).name
+        try:
+            return self.real_labels[name]
+        except KeyError:
+            raise KeyError(f"{key!r}: no ReaL labels for {name!r}; ReaL covers ImageNet's validation images "
+                           f"({VAL_FILE_PATTERN.format(1)} … {VAL_FILE_PATTERN.format(len(self.real_labels))})") \
+                from None
+
+    def update(self, logits: torch.Tensor, keys: Sequence[str]) -> None:
+        """Adds a batch.
+
+        Args:
+            logits: [B, C] scores.
+            keys: the B images' file names or paths (a padded batch: pass only the real samples' keys; the
+                first ``len(keys)`` rows of ``logits`` are used).
+        """
+        sets = [self.label_set(k) for k in keys]
+        pred = _topk_classes(logits[:len(sets)], max(self.topk)).cpu().numpy()
+        for row, labels in zip(pred, sets):
+            if not labels:
+                self.excluded += 1
+                continue
+            self.count += 1
+            for k in self.topk:
+                self.correct[k] += any(int(c) in labels for c in row[:k])
+
+    def state(self) -> dict[str, int]:
+        return {"count": self.count, "excluded": self.excluded, **{f"correct{k}": v for k, v in self.correct.items()}}
+
+    def all_reduce(self) -> None:
+        """Sums the counts over an initialised ``torch.distributed`` process group (no-op without one)."""
+        _all_reduce_counts(self)
+
+    def compute(self) -> dict[str, float]:
+        """``{"real_top1": %, ..., "real_images": counted, "real_excluded": empty sets}``."""
+        out = {f"real_top{k}": 100.0 * self.correct[k] / self.count if self.count else float("nan")
+               for k in self.topk}
+        return {**out, "real_images": self.count, "real_excluded": self.excluded}
+
+
+def _all_reduce_counts(metric) -> None:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    names = sorted(metric.state())
+    values = torch.tensor([metric.state()[n] for n in names], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        values = values.cuda()
+    dist.all_reduce(values)
+    totals = dict(zip(names, (int(v) for v in values.cpu().tolist())))
+    metric.count = totals["count"]
+    if "excluded" in totals:
+        metric.excluded = totals["excluded"]
+    for k in metric.topk:
+        metric.correct[k] = totals[f"correct{k}"]
+
+
+def real_accuracy(logits: torch.Tensor | np.ndarray, keys: Sequence[str],
+                  real_labels: str | os.PathLike | Mapping[str, Sequence[int]], topk: Sequence[int] = (1,)) -> dict:
+    """ReaL accuracy of one set of predictions (see :class:`ReaLAccuracy`)."""
+    metric = ReaLAccuracy(real_labels, topk)
+    metric.update(torch.as_tensor(logits), keys)
+    return metric.compute()
+
+
+__all__ = ["ReaLAccuracy", "TopKAccuracy", "VAL_FILE_PATTERN", "load_real_labels", "real_accuracy"]

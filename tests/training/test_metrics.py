@@ -1,0 +1,129 @@
+"""dali_relabel.metrics: top-k and ImageNet-ReaL accuracy against timm's evaluator and a brute-force reference."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from dali_relabel.metrics import (
+    VAL_FILE_PATTERN,
+    ReaLAccuracy,
+    TopKAccuracy,
+    load_real_labels,
+    real_accuracy,
+)
+
+
+def synthetic_real(tmp_path, n=300, c=20, seed=0):
+    """A real.json of n images: label sets of size 0-3 (about a tenth empty), and logits that are often right."""
+    rng = np.random.default_rng(seed)
+    sets = [sorted(rng.choice(c, size=int(rng.choice([0, 1, 1, 2, 3, 1, 1, 2, 1, 1])), replace=False).tolist())
+            for _ in range(n)]
+    path = tmp_path / "real.json"
+    path.write_text(json.dumps(sets))
+    logits = torch.from_numpy(rng.normal(size=(n, c)).astype(np.float32))
+    for i, s in enumerate(sets):
+        if s and rng.random() < 0.5:
+            logits[i, s[0]] += 3.0  # a correct prediction for about half the images
+    keys = [f"val/n{i % 7:08d}/{VAL_FILE_PATTERN.format(i + 1)}" for i in range(n)]
+    return path, sets, logits, keys
+
+
+def brute_force(logits, sets, k):
+    top = np.argsort(-logits.numpy(), axis=1, kind="stable")[:, :k]
+    hits = [any(int(p) in s for p in row) for row, s in zip(top, sets) if s]
+    return 100.0 * np.mean(hits), len(hits)
+
+
+def test_real_accuracy_matches_timm_and_brute_force(tmp_path):
+    from timm.data import RealLabelsImagenet
+
+    path, sets, logits, keys = synthetic_real(tmp_path)
+    metric = ReaLAccuracy(path, topk=(1, 5))
+    for start in range(0, len(keys), 64):                       # batches, the last one partial
+        metric.update(logits[start:start + 64], keys[start:start + 64])
+    got = metric.compute()
+
+    timm_eval = RealLabelsImagenet([os.path.basename(k) for k in keys], real_json=str(path), topk=(1, 5))
+    for start in range(0, len(keys), 64):
+        timm_eval.add_result(logits[start:start + 64])
+    assert got["real_top1"] == pytest.approx(timm_eval.get_accuracy(1), abs=1e-9)
+    assert got["real_top5"] == pytest.approx(timm_eval.get_accuracy(5), abs=1e-9)
+    for k in (1, 5):
+        expected, counted = brute_force(logits, sets, k)
+        assert got[f"real_top{k}"] == pytest.approx(expected, abs=1e-9)
+    assert got["real_images"] == counted and got["real_excluded"] == sum(not s for s in sets) > 0
+    assert 0 < got["real_top1"] < 100
+
+
+def test_empty_sets_are_excluded_not_counted_wrong():
+    real = {VAL_FILE_PATTERN.format(1): (3,), VAL_FILE_PATTERN.format(2): (), VAL_FILE_PATTERN.format(3): (0, 1)}
+    logits = torch.tensor([[0, 0, 0, 9.0], [9.0, 0, 0, 0], [0, 0, 9.0, 0]])
+    out = real_accuracy(logits, [VAL_FILE_PATTERN.format(i) for i in (1, 2, 3)], real)
+    assert out == {"real_top1": 50.0, "real_images": 2, "real_excluded": 1}
+
+
+def test_topk_accuracy_with_padding():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+    labels = torch.tensor([1, 2, 1, 2])
+    acc = TopKAccuracy(topk=(1, 2))
+    acc.update(logits, labels, valid=3)                           # the 4th row is a padding duplicate
+    assert acc.compute() == {"top1": pytest.approx(100 / 3), "top2": pytest.approx(200 / 3)}
+    assert acc.state() == {"count": 3, "correct1": 1, "correct2": 2}
+
+
+def test_errors_name_the_file_and_entry(tmp_path):
+    bad = tmp_path / "real.json"
+    bad.write_text(json.dumps([[1], [2, -1]]))
+    with pytest.raises(ValueError, match=r"entry 1 \(ILSVRC2012_val_00000002.JPEG\) is \[2, -1\]"):
+        load_real_labels(bad)
+    bad.write_text("{nope")
+    with pytest.raises(ValueError, match="real.json: not JSON"):
+        load_real_labels(bad)
+    metric = ReaLAccuracy({VAL_FILE_PATTERN.format(1): (1,)})
+    with pytest.raises(KeyError, match="no ReaL labels for 'cat.jpg'"):
+        metric.update(torch.zeros(1, 3), ["train/cat.jpg"])
+    with pytest.raises(ValueError, match="topk must hold positive integers"):
+        TopKAccuracy(topk=(0,))
+
+
+def test_from_timm_reads_the_shipped_labels():
+    metric = ReaLAccuracy.from_timm()
+    assert len(metric.real_labels) == 50_000
+    # The ReaL paper: 46,837 images keep at least one label; the first validation image has none.
+    assert sum(not s for s in metric.real_labels.values()) == 3163
+    assert metric.label_set("ILSVRC2012_val_00000001.JPEG") == frozenset()
+    assert metric.label_set("val/n01751748/ILSVRC2012_val_00000002.JPEG") == {795, 970}
+
+
+def _ddp_worker(rank, world, port, path, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    metric = ReaLAccuracy(path)
+    data = json.loads(open(out + ".in").read())
+    logits = torch.tensor(data["logits"])[rank::world]
+    metric.update(logits, data["keys"][rank::world])
+    metric.all_reduce()
+    if rank == 0:
+        open(out, "w").write(json.dumps(metric.compute()))
+    dist.destroy_process_group()
+
+
+def test_all_reduce_sums_ranks(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    path, sets, logits, keys = synthetic_real(tmp_path, n=50)
+    out = str(tmp_path / "out.json")
+    open(out + ".in", "w").write(json.dumps({"logits": logits.tolist(), "keys": keys}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(path), out), nprocs=2, join=True)
+    assert json.loads(open(out).read()) == real_accuracy(logits, keys, path)

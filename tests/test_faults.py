@@ -917,15 +917,27 @@ def test_annotate_killed_at_random_points_resumes_byte_identical(tmp_path):
     rng = random.Random(SEED + 2)
     cmd = [sys.executable, "-m", "dali_relabel.cli", "annotate", "--images", str(images), "--out", str(out),
            *ANNOTATE_ARGS]
+    def blocks_done() -> int:
+        try:
+            return int(LabelStore.open(out).completed_blocks().sum())
+        except (FileNotFoundError, ValueError):
+            return 0
+
     kills = 0
-    for _ in range(2):
+    for _ in range(5):  # until two runs were killed: the kill point follows progress, not the machine's speed
+        target = blocks_done() + rng.randrange(0, 2)  # 0: before the next block (start-up, creation, mid-block)
         proc = subprocess.Popen(cmd, env=child_env(**{SLEEP_ENV: "0.3"}), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 10.0))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and blocks_done() < target and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait()
+        if kills == 2 or blocks_done() == 4:
+            break
     age_leftovers(out)
     resumed = cli("annotate", "--images", str(images), "--out", str(out), *ANNOTATE_ARGS)
     assert resumed.returncode == 0, resumed.stderr

@@ -14,7 +14,6 @@ block's digest), written only after the data is stored (and fsynced, for local p
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -30,11 +29,13 @@ import zarr.errors
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from ..errors import (InvalidArgument, InvalidKeyError, StoreDamagedError, StoreExistsError, StoreIncompleteError,
-                      StoreMismatchError, StoreNotFoundError, storage_error)
+from ..errors import (InvalidArgument, StoreDamagedError, StoreExistsError, StoreIncompleteError, StoreMismatchError,
+                      StoreNotFoundError, storage_error)
 from ..fs import atomic_directory, file_lock, fsync_path
 from . import format as fmt
+from .creation import CreateRequest, create_request
 from .format import block_digest
+from .location import describe, inspect_destination, join_url, local_path, store_arg, try_open_group
 
 if TYPE_CHECKING:
     from .bank import LabelBank
@@ -104,7 +105,7 @@ class LabelStore:
             arr = self._group[name]
         except Exception as e:  # missing or undecodable metadata
             raise StoreDamagedError(
-                f"LabelStore.open: {self.url}: the '{name}' array cannot be opened ({_describe(e)}): its metadata "
+                f"LabelStore.open: {self.url}: the '{name}' array cannot be opened ({describe(e)}): its metadata "
                 f"({name}/zarr.json) is missing or damaged; restore the store from a copy", url=self.url,
                 object=f"{name}/zarr.json") from None
         if not isinstance(arr, zarr.Array):
@@ -152,59 +153,21 @@ class LabelStore:
                 or a non-empty directory that is not a label store.
             StoreWriteError (OSError): the location is full, read-only or not writable (the message names it).
         """
-        keys = _check_keys(keys)
-        n = len(keys)
-        for name, value, low in (("num_classes", num_classes, 1), ("height", height, 1), ("width", width, 1),
-                                 ("k", k, 1), ("block_size", block_size, 1)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise InvalidArgument(name, value, f"must be an integer >= {low}", where="LabelStore.create")
-        if k > num_classes:
-            raise InvalidArgument("k", k, f"cannot exceed num_classes ({num_classes})", where="LabelStore.create")
-        labels_arr = _check_labels(labels, n, num_classes)
-        if class_names is not None:
-            class_names = [str(c) for c in class_names]
-            if len(class_names) != num_classes:
-                raise InvalidArgument("class_names", f"<{len(class_names)} names>",
-                                      f"must hold num_classes={num_classes} names", where="LabelStore.create")
-        annotator = dict(annotator or {})
-        try:
-            annotator = json.loads(json.dumps(annotator))  # normalised, so that resume compares like with like
-        except (TypeError, ValueError) as e:
-            raise InvalidArgument("annotator", "...", f"must be JSON-serialisable ({e})",
-                                  where="LabelStore.create") from None
-
-        n_blocks = -(-n // block_size)
-        key_bytes = fmt.encode_keys(keys)
-        identity = fmt.store_identity(num_samples=n, height=height, width=width, k=k, num_classes=num_classes,
-                                      block_size=block_size, annotator=annotator, class_names=class_names,
-                                      scores_dtype="<f2", classes_dtype=fmt.class_dtype(int(num_classes)),
-                                      key_bytes=key_bytes, labels=labels_arr)
-        attrs = {
-            "format": fmt.FORMAT_NAME, "format_version": fmt.FORMAT_VERSION,
-            "num_samples": n, "height": int(height), "width": int(width), "k": int(k),
-            "num_classes": int(num_classes), "values": "logits",
-            "layout": "scores/classes [N, H, W, K]: row = image y, column = image x, K sorted by descending score",
-            "annotator": annotator, "class_names": class_names,
-            "block_size": int(block_size), "num_blocks": n_blocks,
-            "completeness": {"array": fmt.BLOCK_DIGESTS, "rule": fmt.COMPLETENESS_RULE},
-            "keys_encoding": fmt.KEYS_ENCODING,
-            "identity": identity.hex(), "identity_rule": fmt.IDENTITY_RULE,
-        }
-        request = _Request(url=url, attrs=attrs, keys=keys, key_bytes=key_bytes, labels=labels_arr,
-                           labels_given=labels is not None, class_names=class_names, identity=identity,
-                           exist_ok=exist_ok)
-        local = _local_path(url)
+        request = create_request(url, keys=keys, num_classes=num_classes, height=height, width=width, k=k,
+                                 labels=labels, class_names=class_names, annotator=annotator, block_size=block_size,
+                                 exist_ok=exist_ok)
+        local = local_path(url)
         if local is not None:
             return cls._create_local(local, request)
         return cls._create_remote(request)
 
     @classmethod
-    def _create_local(cls, path: Path, req: _Request) -> LabelStore:
+    def _create_local(cls, path: Path, req: CreateRequest) -> LabelStore:
         """Creates the store in a temp directory renamed into place: atomic, and exclusive (the rename fails if
         another process put a store there first)."""
         if path.is_symlink():
             path = path.resolve()
-        state, example = _inspect_local(path)
+        state, example = inspect_destination(path)
         if state == "store":
             return cls._join(req, raced=False)
         if state == "file":
@@ -224,7 +187,7 @@ class LabelStore:
             # Replacing an interrupted creation (no block can have been written: writers need the finished
             # attributes) is done under a lock, so that it never moves aside a store another process just made.
             with file_lock(path.parent / f".{path.name}.create.lock") if state == "partial" else nullcontext():
-                if state == "partial" and _inspect_local(path)[0] != "partial":
+                if state == "partial" and inspect_destination(path)[0] != "partial":
                     return cls._create_local(path, req)  # finished by another process meanwhile
                 with atomic_directory(path, durable=True, replace=state == "partial", exclusive=True) as tmp:
                     group = zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3)
@@ -240,28 +203,28 @@ class LabelStore:
                    identity=req.identity)
 
     @classmethod
-    def _create_remote(cls, req: _Request) -> LabelStore:
+    def _create_remote(cls, req: CreateRequest) -> LabelStore:
         """Object stores and other fsspec URLs have no atomic rename: arrays first, the attributes last (their
         presence says that creation finished). Two creators racing here are caught by the identity check."""
-        store_arg = _store_arg(req.url)
-        group = _try_open_group(store_arg, "r+")
+        where = store_arg(req.url)
+        group = try_open_group(where, "r+")
         if group is not None and group.attrs.get("format") == fmt.FORMAT_NAME:
             return cls._join(req, raced=False)
         if group is not None and not req.exist_ok and any(True for _ in group.members()):
             raise StoreExistsError(f"LabelStore.create: {req.url} holds a zarr group that is not a complete label "
                                    f"store (an interrupted creation?); pass exist_ok=True to finish it or delete it")
         if group is None:
-            group = zarr.open_group(store_arg, mode="a", zarr_format=3)
+            group = zarr.open_group(where, mode="a", zarr_format=3)
         a = req.attrs
         cls._create_arrays(group, req.url, a["num_samples"], a["height"], a["width"], a["k"], a["num_classes"],
                            a["block_size"], a["num_blocks"], req.key_bytes, req.labels)
         group.attrs.put(a)
-        if dict(zarr.open_group(store_arg, mode="r", zarr_format=3).attrs).get("identity") != a["identity"]:
+        if dict(zarr.open_group(where, mode="r", zarr_format=3).attrs).get("identity") != a["identity"]:
             return cls._join(req, raced=True)  # another creator's attributes won
         return cls(group, req.url, "r+", attrs=a, identity=req.identity)
 
     @classmethod
-    def _join(cls, req: _Request, *, raced: bool) -> LabelStore:
+    def _join(cls, req: CreateRequest, *, raced: bool) -> LabelStore:
         """Opens the store that exists at ``req.url`` to resume it, if allowed and identical."""
         who = "another process created a label store at the same time" if raced else "a label store already exists"
         if not req.exist_ok:
@@ -321,13 +284,13 @@ class LabelStore:
         if mode not in ("r", "r+"):
             raise InvalidArgument("mode", mode, "must be 'r' or 'r+'", where="LabelStore.open")
         try:
-            group = _try_open_group(_store_arg(url), mode)
+            group = try_open_group(store_arg(url), mode)
         except Exception as e:
-            raise StoreDamagedError(f"LabelStore.open: {_join_url(url, 'zarr.json')} cannot be read as zarr v3 "
-                                    f"group metadata ({_describe(e)}): the store's metadata is damaged; restore the "
+            raise StoreDamagedError(f"LabelStore.open: {join_url(url, 'zarr.json')} cannot be read as zarr v3 "
+                                    f"group metadata ({describe(e)}): the store's metadata is damaged; restore the "
                                     f"store from a copy", url=str(url), object="zarr.json") from None
         if group is None:
-            local = _local_path(url)
+            local = local_path(url)
             why = ""
             if local is not None:
                 why = (" (no such file or directory)" if not local.exists() else
@@ -490,13 +453,13 @@ class LabelStore:
         try:
             return np.asarray(self._group[name][...])
         except Exception as e:
-            raise self._damaged(name, None, f"cannot be decoded ({_describe(e)})") from None
+            raise self._damaged(name, None, f"cannot be decoded ({describe(e)})") from None
 
     def _read_chunk(self, name: str, arr: zarr.Array, block: int, rows: range) -> np.ndarray:
         try:
             return np.asarray(arr[rows.start:rows.stop])
         except Exception as e:
-            raise self._damaged(name, block, f"cannot be decoded ({_describe(e)})") from None
+            raise self._damaged(name, block, f"cannot be decoded ({describe(e)})") from None
 
     def _object_exists(self, key: str) -> bool:
         try:
@@ -728,7 +691,7 @@ class LabelStore:
             try:
                 marker = np.asarray(self._digests[block], np.uint8).tobytes()
             except Exception as e:
-                raise self._damaged(fmt.BLOCK_DIGESTS, block, f"cannot be decoded ({_describe(e)})") from None
+                raise self._damaged(fmt.BLOCK_DIGESTS, block, f"cannot be decoded ({describe(e)})") from None
             if block_digest(scores, classes) != marker[:fmt.DIGEST_BYTES]:
                 other = self.object_key(fmt.CLASSES, block)
                 raise self._damaged(fmt.SCORES, block, f"or its 'classes' object ({other}) does not match the block's "
@@ -833,117 +796,3 @@ def resume_hint(url) -> str:
         return ""
     return (f"{done} of {store.num_blocks} blocks of {url} are complete and kept: rerun the same command to resume "
             f"after fixing the problem")
-
-
-def _store_arg(url):
-    """zarr's store argument: local paths (and file:// URLs) become LocalStore, other URLs go to fsspec."""
-    local = _local_path(url)
-    return str(url) if local is None else local
-
-
-def _local_path(url) -> Path | None:
-    """The local directory of a path or ``file://`` URL; None for other URLs."""
-    s = str(url)
-    if s.startswith("file://"):
-        s = s[len("file://"):]
-    if "://" in s:
-        return None
-    return Path(s).expanduser()
-
-
-def _join_url(url, name: str) -> str:
-    return f"{str(url).rstrip('/')}/{name}"
-
-
-def _describe(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _try_open_group(store_arg, mode: str) -> zarr.Group | None:
-    try:
-        return zarr.open_group(store_arg, mode=mode, zarr_format=3)
-    except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError, KeyError):
-        return None
-    except zarr.errors.ContainsArrayError:
-        return None  # an array, not a group
-
-
-def _inspect_local(path: Path) -> tuple[str, str | None]:
-    """What is at a local destination: ("absent" | "empty" | "file" | "store" | "partial" | "foreign", example).
-
-    "partial": a zarr group without the format attribute holding nothing but this format's arrays (a creation
-    interrupted by an older dali_relabel, which created stores in place); "foreign": anything else, with one
-    entry as an example.
-    """
-    if not path.exists() and not path.is_symlink():
-        return "absent", None
-    if not path.is_dir():
-        return "file", None
-    entries = sorted(os.listdir(path))
-    if not entries:
-        return "empty", None
-    meta = path / "zarr.json"
-    if meta.is_file():
-        try:
-            doc = json.loads(meta.read_text())
-        except (ValueError, OSError):
-            doc = None
-        if isinstance(doc, dict) and doc.get("node_type") == "group":
-            attrs = doc.get("attributes") or {}
-            if attrs.get("format") == fmt.FORMAT_NAME:
-                return "store", None
-            strangers = [e for e in entries if e != "zarr.json" and e not in fmt.ARRAYS]
-            if not attrs and not strangers:
-                return "partial", None
-            return "foreign", strangers[0] if strangers else "zarr.json"
-        return "foreign", "zarr.json"
-    return "foreign", entries[0]
-
-
-@dataclasses.dataclass
-class _Request:
-    """What a create call asks for (passed between the creation paths)."""
-
-    url: object
-    attrs: dict
-    keys: list[str]
-    key_bytes: np.ndarray
-    labels: np.ndarray
-    labels_given: bool
-    class_names: list[str] | None
-    identity: bytes
-    exist_ok: bool
-
-
-def _check_keys(keys) -> list[str]:
-    if isinstance(keys, str):
-        raise InvalidArgument("keys", keys, "must be a sequence of strings, not one string", where="LabelStore.create")
-    keys = [k for k in keys]
-    if not keys:
-        raise InvalidArgument("keys", keys, "must not be empty (a store holds at least one sample)",
-                              where="LabelStore.create")
-    keys = [fmt.check_key(key, f"LabelStore.create: keys[{i}]") for i, key in enumerate(keys)]
-    if len(set(keys)) != len(keys):
-        seen, dups = set(), []
-        for key in keys:
-            if key in seen:
-                dups.append(key)
-            seen.add(key)
-        raise InvalidKeyError(f"LabelStore.create: {len(dups)} duplicate key(s), e.g. {dups[:5]}; keys must be "
-                              f"unique")
-    return keys
-
-
-def _check_labels(labels, n: int, num_classes: int) -> np.ndarray:
-    if labels is None:
-        return np.full(n, -1, np.int32)
-    arr = np.asarray(labels)
-    if arr.shape != (n,) or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise ValueError(f"LabelStore.create: labels must be {n} integers (one per key), got shape {arr.shape} "
-                         f"dtype {arr.dtype}")
-    bad = (arr < -1) | (arr >= num_classes)
-    if bad.any():
-        i = int(np.nonzero(bad)[0][0])
-        raise ValueError(f"LabelStore.create: labels[{i}] = {arr[i]} outside [-1, {num_classes}) (−1 means unknown)")
-    return arr.astype(np.int32)

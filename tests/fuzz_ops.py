@@ -212,7 +212,8 @@ def fuzz_lookup(rng, cases: int, bank_dir: Path, failures: list) -> int:
         maps = [random_map(rng, h, w, k, c, np.float32, np.int32) for _ in range(n)]
         store = LabelStore.create(bank_dir / f"s{bank_no}.zarr", keys=[f"c/{i}.jpg" for i in range(n)],
                                   num_classes=c, height=h, width=w, k=k, labels=rng.integers(-1, c, n),
-                                  block_size=int(rng.integers(1, 64)))
+                                  block_size=int(rng.integers(1, 64)),
+                                  scores_dtype=str(rng.choice(["float16", "float32"])))
         for b in range(store.num_blocks):
             r = store.block_rows(b)
             store.write_block(b, np.stack([maps[i][0] for i in r]), np.stack([maps[i][1] for i in r]))
@@ -231,7 +232,8 @@ def fuzz_lookup(rng, cases: int, bank_dir: Path, failures: list) -> int:
             rows = rng.integers(0, n, int(rng.integers(1, BATCH + 1)))
             p.feed_input("index", [np.full(shape, r, index_dtype) for r in rows])
             s, cl, lb = (np.stack([np.array(t[i]) for i in range(len(t))]) for t in p.run())
-            if not (np.array_equal(s.view(np.uint16), bank.scores[rows].view(np.uint16))
+            bits = np.uint16 if bank.scores.dtype == np.float16 else np.uint32  # bitwise: nothing rounded
+            if not (s.dtype == bank.scores.dtype and np.array_equal(s.view(bits), bank.scores[rows].view(bits))
                     and np.array_equal(cl, bank.classes[rows]) and np.array_equal(lb.reshape(-1), bank.labels[rows])):
                 failures.append(f"lookup bank {bank.path} rows {rows[:8]}...: differs from the bank's arrays")
             done += len(rows)

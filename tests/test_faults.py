@@ -978,6 +978,33 @@ def test_concurrent_materialisers_one_of_them_killed(tmp_path):
 
 
 # ================================================================================================ fuzz
+@pytest.mark.parametrize("label_type", ["global_multi", "global_single"])
+def test_global_targets_ignore_transpose_box_on_non_square_maps(label_pool_runner, label_type):
+    """Found by the fuzz: tests/reference.py applied the official (transposed, W-scaled) box geometry to global types,
+    which the operator's definition pools over the whole map whatever transpose_box says; they differed on
+    non-square maps only. The target is the (softmax or one-hot of the) mean over cells of the dense map."""
+    from reference import random_label_map, slow_label_pool
+
+    rng = np.random.default_rng(5)
+    samples = [random_label_map(rng, h, w, 3, 7) for h, w in ((3, 5), (5, 2), (1, 9), (4, 4))]
+    start, end = np.zeros(2, np.float32), np.ones(2, np.float32)
+    out = label_pool_runner(num_classes=7, label_type=label_type, transpose_box=True)(
+        [s for s, _ in samples], [c for _, c in samples], [start] * 4, [end] * 4)
+    for got, (s, c) in zip(out, samples):
+        dense = np.zeros((7,) + s.shape[:2])
+        for j in range(s.shape[2]):
+            for y in range(s.shape[0]):
+                for x in range(s.shape[1]):
+                    dense[c[y, x, j], y, x] += float(s[y, x, j])
+        z = dense.mean(axis=(1, 2))
+        e = np.exp(z - z.max())
+        want = np.eye(7)[np.argmax(z)] if label_type.endswith("single") else e / e.sum()
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        np.testing.assert_allclose(slow_label_pool(s, c, start, end, 7, transpose_box=True, label_type=label_type),
+                                   want, atol=1e-9)
+
+
+
 def test_fuzz_label_pool_and_lookup(tmp_path):
     """10,000 random valid label_pool samples (shapes 1..9 x 1..9 x K, float16/32 scores, int16/32 classes, random,
     tiny, full and border boxes, every label_type, temperatures, transpose_box, logits) equal the float64 reference;

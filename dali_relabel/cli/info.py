@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
               f"{'+'.join(a['codecs']):<30}{a['stored_bytes']:>14,} B")
     print(f"stored       {info['stored_bytes']:,} B = {info['bytes_per_sample']:.1f} B/sample "
           f"(maps {info['map_bytes_per_sample']:.1f} B/sample); serving bank {info['bank_bytes']:,} B")
-    print(f"compression  {info['compression_ratio_vs_fp16_int']:.2f}x vs uncompressed fp16+int; "
+    print(f"compression  {info['compression_ratio_vs_uncompressed']:.2f}x vs uncompressed "
+          f"{info['scores_dtype']}+{info['classes_dtype']}; "
           f"{100 * info['fraction_of_official_float32']:.1f}% of the official float32 layout")
     print(f"annotator    {json.dumps(info['annotator'])}")
     print(f"class names  {info['class_names'] or 'none'}")

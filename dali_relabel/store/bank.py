@@ -1,7 +1,7 @@
 """LabelBank: the serving copy of a label store, uncompressed and memory-mapped.
 
-``<cache>/<content hash>/`` holds ``scores.npy`` (float16 [N, H, W, K]), ``classes.npy`` (int16 or
-int32 [N, H, W, K]), ``labels.npy`` (int32 [N]) — plain C-order ``.npy`` files, so the
+``<cache>/<content hash>/`` holds ``scores.npy`` (float16 or float32 [N, H, W, K], as in the store),
+``classes.npy`` (int16 or int32 [N, H, W, K]), ``labels.npy`` (int32 [N]) — plain C-order ``.npy`` files, so the
 ``fn.relabel.lookup`` operator (and anything else) can map them — plus ``keys.json`` and
 ``bank.json`` (format, geometry, dtypes, content hash, annotator, class names).
 
@@ -60,7 +60,7 @@ class LabelBank:
     Attributes:
         path: the bank directory.
         num_samples, height, width, k, num_classes: geometry.
-        scores: np.memmap float16 [N, H, W, K].
+        scores: np.memmap float16 or float32 [N, H, W, K] (the store's scores dtype).
         classes: np.memmap int16/int32 [N, H, W, K].
         labels: np.memmap int32 [N].
         meta: the parsed ``bank.json``.
@@ -75,6 +75,7 @@ class LabelBank:
         self.k: int = meta["k"]
         self.num_classes: int = meta["num_classes"]
         self.scores, self.classes, self.labels = scores, classes, labels
+        self.scores_dtype: str = "float32" if scores.dtype == np.float32 else "float16"
         self._keys: list[str] | None = None
         # Open handles on the mapped files: their size, seen through the handle, is what the mappings see.
         self._handles = handles or {}
@@ -109,6 +110,9 @@ class LabelBank:
         except (KeyError, TypeError, ValueError) as e:
             raise BankError(f"LabelBank.open: {path / 'bank.json'} lacks or garbles {e}; the bank is damaged; "
                             f"{_REBUILD}", path=path) from None
+        if dtypes["scores"] not in ("<f2", "<f4"):
+            raise BankError(f"LabelBank.open: {path / 'bank.json'} says scores_dtype {dtypes['scores']!r}; a bank "
+                            f"holds float16 ('<f2') or float32 ('<f4') scores; {_REBUILD}", path=path)
         arrays, handles = {}, {}
         for name, want in (("scores", shape), ("classes", shape), ("labels", shape[:1])):
             file = path / f"{name}.npy"
@@ -172,7 +176,7 @@ class LabelBank:
 
     def __repr__(self) -> str:
         return (f"LabelBank({str(self.path)!r}, N={self.num_samples}, H={self.height}, W={self.width}, K={self.k}, "
-                f"C={self.num_classes})")
+                f"C={self.num_classes}, scores={self.scores_dtype})")
 
 
 def read_bank_meta(path: Path) -> dict:
@@ -250,7 +254,7 @@ def sampled_digest(path: Path) -> str:
 def bank_nbytes(store: LabelStore) -> int:
     """Bytes a store's bank takes (data files; headers and keys are small)."""
     cells = store.num_samples * store.height * store.width * store.k
-    return cells * (2 + store.class_dtype.itemsize) + 4 * store.num_samples
+    return cells * (store.scores_numpy_dtype.itemsize + store.class_dtype.itemsize) + 4 * store.num_samples
 
 
 def default_bank_dirs() -> list[Path]:
@@ -418,13 +422,13 @@ def _build_files(store: LabelStore, final: Path, key: str, progress: bool) -> La
         files = {}
         with open(tmp / "scores.npy", "wb") as raw_s, open(tmp / "classes.npy", "wb") as raw_c:
             fs, fc = _HashingWriter(raw_s), _HashingWriter(raw_c)
-            _write_header(fs, "<f2", shape)
+            _write_header(fs, store.scores_numpy_dtype.str, shape)
             _write_header(fc, store.class_dtype.str, shape)
             bar = tqdm(total=store.num_samples, unit="sample", desc=f"materializing {store.url}", disable=not progress,
                        file=sys.stderr)
             for b in range(store.num_blocks):
                 scores, classes = store.read_block(b)  # checked against the block's digest (else names the block)
-                fs.write(np.ascontiguousarray(scores, "<f2").data)
+                fs.write(np.ascontiguousarray(scores, store.scores_numpy_dtype).data)
                 fc.write(np.ascontiguousarray(classes).data)
                 bar.update(scores.shape[0])
             bar.close()
@@ -436,7 +440,7 @@ def _build_files(store: LabelStore, final: Path, key: str, progress: bool) -> La
                    for name, digest in files.items()}
         meta = {"format": BANK_FORMAT, "version": BANK_VERSION, "num_samples": store.num_samples,
                 "height": store.height, "width": store.width, "k": store.k, "num_classes": store.num_classes,
-                "scores_dtype": "<f2", "classes_dtype": store.class_dtype.str, "content_hash": key,
+                "scores_dtype": store.scores_numpy_dtype.str, "classes_dtype": store.class_dtype.str, "content_hash": key,
                 "values": "logits", "source": store.url, "source_id": store_source(store),
                 "annotator": store.annotator, "class_names": store.class_names,
                 "store_format_version": store.format_version, "files": records, "integrity": INTEGRITY_RULE,

@@ -37,7 +37,8 @@ class CreateRequest:
 
 def create_request(url, *, keys: Sequence[str], num_classes: int, height: int, width: int, k: int,
                    labels=None, class_names: Sequence[str] | None = None, annotator: dict | None = None,
-                   block_size: int = 512, exist_ok: bool = False) -> CreateRequest:
+                   block_size: int = 512, scores_dtype: str = fmt.DEFAULT_SCORES_DTYPE,
+                   exist_ok: bool = False) -> CreateRequest:
     """Checks ``LabelStore.create``'s arguments (see there) and computes the attributes and identity.
 
     Raises:
@@ -52,6 +53,8 @@ def create_request(url, *, keys: Sequence[str], num_classes: int, height: int, w
             raise InvalidArgument(name, value, f"must be an integer >= {low}", where=WHERE)
     if k > num_classes:
         raise InvalidArgument("k", k, f"cannot exceed num_classes ({num_classes})", where=WHERE)
+    if scores_dtype not in fmt.SCORES_DTYPES:
+        raise InvalidArgument("scores_dtype", scores_dtype, f"must be one of {sorted(fmt.SCORES_DTYPES)}", where=WHERE)
     labels_arr = check_labels(labels, n, num_classes)
     if class_names is not None:
         class_names = [str(c) for c in class_names]
@@ -67,12 +70,13 @@ def create_request(url, *, keys: Sequence[str], num_classes: int, height: int, w
     key_bytes = fmt.encode_keys(keys)
     identity = fmt.store_identity(num_samples=n, height=height, width=width, k=k, num_classes=num_classes,
                                   block_size=block_size, annotator=annotator, class_names=class_names,
-                                  scores_dtype="<f2", classes_dtype=fmt.class_dtype(int(num_classes)),
+                                  scores_dtype=fmt.scores_dtype(scores_dtype),
+                                  classes_dtype=fmt.class_dtype(int(num_classes)),
                                   key_bytes=key_bytes, labels=labels_arr)
     attrs = {
-        "format": fmt.FORMAT_NAME, "format_version": fmt.FORMAT_VERSION,
+        "format": fmt.FORMAT_NAME, "format_version": fmt.format_version(scores_dtype),
         "num_samples": n, "height": int(height), "width": int(width), "k": int(k),
-        "num_classes": int(num_classes), "values": "logits",
+        "num_classes": int(num_classes), "scores_dtype": scores_dtype, "values": "logits",
         "layout": "scores/classes [N, H, W, K]: row = image y, column = image x, K sorted by descending score",
         "annotator": annotator, "class_names": class_names,
         "block_size": int(block_size), "num_blocks": -(-n // block_size),

@@ -31,11 +31,11 @@ def store_info(store: LabelStore) -> dict:
     return {
         "url": store.url, "format_version": store.format_version, "num_samples": n, "height": store.height,
         "width": store.width, "k": store.k, "num_classes": store.num_classes,
-        "scores_dtype": str(group[fmt.SCORES].dtype), "classes_dtype": str(store.class_dtype),
+        "scores_dtype": store.scores_dtype, "classes_dtype": str(store.class_dtype),
         "block_size": store.block_size, "arrays": arrays,
         "stored_bytes": total, "bytes_per_sample": total / n, "map_bytes_per_sample": maps / n,
         "bank_bytes": bank_bytes,
-        "compression_ratio_vs_fp16_int": map_bank_bytes / max(maps, 1),
+        "compression_ratio_vs_uncompressed": map_bank_bytes / max(maps, 1),
         "fraction_of_official_float32": maps / (n * cells * _OFFICIAL_ITEM_BYTES),
         "blocks_complete": int(done.sum()), "num_blocks": store.num_blocks, "complete": bool(done.all()),
         "labels_known": int((store.labels >= 0).sum()), "annotator": store.annotator,

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # Temporary objects (zarr's "*.partial") older than this were left by a killed writer (see remove_leftovers).
 LEFTOVER_AGE_S = 600.0
 # Fields that must match for create(..., exist_ok=True) to resume an existing store.
-_IDENTITY_FIELDS = ("num_samples", "height", "width", "k", "num_classes", "block_size", "annotator")
+_IDENTITY_FIELDS = ("num_samples", "height", "width", "k", "num_classes", "block_size", "scores_dtype", "annotator")
 
 
 class LabelStore:
@@ -54,6 +54,8 @@ class LabelStore:
     Attributes:
         url: where the store lives (local path or fsspec URL), as given.
         num_samples, height, width, k, num_classes, block_size, num_blocks: the store's geometry.
+        scores_dtype: "float16" or "float32", how the scores are stored (stores written before the choice
+            existed are float16).
         annotator: description of the machine annotator (dict, may be empty).
         class_names: one name per class (e.g. WordNet ids) or None.
         format_version: the store's format version (1 or 2; see docs/FORMAT.md).
@@ -85,6 +87,13 @@ class LabelStore:
         self._stored_identity: str | None = attrs.get("identity")
         self._identity = identity
         self._scores = self._array(fmt.SCORES)
+        # The array's own dtype decides (stores of format version 1 have no scores_dtype attribute).
+        try:
+            self.scores_dtype: str = fmt.scores_dtype_name(self._scores.dtype)
+        except ValueError as e:
+            raise StoreDamagedError(f"LabelStore.open: {url}: {e}; the store was not written by a label store writer",
+                                    url=self.url, object=f"{fmt.SCORES}/zarr.json") from None
+        self.scores_numpy_dtype: np.dtype = fmt.scores_dtype(self.scores_dtype)
         self._classes = self._array(fmt.CLASSES)
         self._digests = self._array(fmt.BLOCK_DIGESTS)
         self._marker_bytes = int(self._digests.shape[1]) if self._digests.ndim == 2 else -1
@@ -117,7 +126,8 @@ class LabelStore:
     @classmethod
     def create(cls, url, *, keys: Sequence[str], num_classes: int, height: int, width: int, k: int,
                labels: Sequence[int] | np.ndarray | None = None, class_names: Sequence[str] | None = None,
-               annotator: dict | None = None, block_size: int = 512, exist_ok: bool = False) -> LabelStore:
+               annotator: dict | None = None, block_size: int = 512, scores_dtype: str = fmt.DEFAULT_SCORES_DTYPE,
+               exist_ok: bool = False) -> LabelStore:
         """Creates an empty store for ``len(keys)`` samples (or resumes one).
 
         Creation is atomic and exclusive on local file systems: the store is built in a temporary directory
@@ -138,9 +148,11 @@ class LabelStore:
             annotator: JSON-serialisable description of the machine annotator (model, input size,
                 resize policy...).
             block_size: samples per block (the unit of writing, chunking and completion).
+            scores_dtype: "float16" (default: half the bytes; each logit rounded to 11 significant bits) or
+                "float32" (keeps float32 logits exactly, e.g. the official release's).
             exist_ok: if a store is already at ``url``: open it read-write to resume when keys, shape,
-                num_classes, k, block_size and annotator (and labels/class_names, when given) are
-                identical; otherwise raise.
+                num_classes, k, block_size, scores_dtype and annotator (and labels/class_names, when
+                given) are identical; otherwise raise.
 
         Returns:
             The store, open in mode "r+".
@@ -155,7 +167,7 @@ class LabelStore:
         """
         request = create_request(url, keys=keys, num_classes=num_classes, height=height, width=width, k=k,
                                  labels=labels, class_names=class_names, annotator=annotator, block_size=block_size,
-                                 exist_ok=exist_ok)
+                                 scores_dtype=scores_dtype, exist_ok=exist_ok)
         local = local_path(url)
         if local is not None:
             return cls._create_local(local, request)
@@ -193,7 +205,8 @@ class LabelStore:
                     group = zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3)
                     cls._create_arrays(group, req.url, req.attrs["num_samples"], req.attrs["height"],
                                        req.attrs["width"], req.attrs["k"], req.attrs["num_classes"],
-                                       req.attrs["block_size"], req.attrs["num_blocks"], req.key_bytes, req.labels)
+                                       req.attrs["block_size"], req.attrs["num_blocks"], req.key_bytes, req.labels,
+                                       fmt.scores_dtype(req.attrs["scores_dtype"]))
                     group.attrs.put(req.attrs)
         except FileExistsError:
             return cls._join(req, raced=True)  # another process created it first
@@ -217,7 +230,8 @@ class LabelStore:
             group = zarr.open_group(where, mode="a", zarr_format=3)
         a = req.attrs
         cls._create_arrays(group, req.url, a["num_samples"], a["height"], a["width"], a["k"], a["num_classes"],
-                           a["block_size"], a["num_blocks"], req.key_bytes, req.labels)
+                           a["block_size"], a["num_blocks"], req.key_bytes, req.labels,
+                           fmt.scores_dtype(a["scores_dtype"]))
         group.attrs.put(a)
         if dict(zarr.open_group(where, mode="r", zarr_format=3).attrs).get("identity") != a["identity"]:
             return cls._join(req, raced=True)  # another creator's attributes won
@@ -236,12 +250,13 @@ class LabelStore:
         return store
 
     @staticmethod
-    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, key_bytes, labels) -> None:
+    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, key_bytes, labels,
+                       sdt: np.dtype) -> None:
         """Creates the arrays (idempotent: an interrupted or concurrent creation writes the same)."""
         cdt = fmt.class_dtype(c)
         specs = {
-            fmt.SCORES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype="<f2", fill_value=np.nan,
-                             **fmt.scores_codecs()),
+            fmt.SCORES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype=sdt, fill_value=np.nan,
+                             **fmt.scores_codecs(sdt.itemsize)),
             fmt.CLASSES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype=cdt, fill_value=-1,
                               **fmt.classes_codecs(cdt.itemsize)),
             fmt.LABELS: dict(shape=(n,), chunks=(min(n, 1 << 20),), dtype="<i4", fill_value=-1,
@@ -307,6 +322,16 @@ class LabelStore:
             raise ValueError(f"LabelStore.open: {url} has format version {attrs.get('format_version')}, this "
                              f"dali_relabel reads versions {', '.join(map(str, fmt.READABLE_VERSIONS))}: upgrade "
                              f"dali_relabel")
+        try:
+            stored = fmt.scores_dtype_name(group[fmt.SCORES].dtype)
+        except Exception:
+            stored = None  # unknown dtype or undecodable metadata: named by the constructor
+        said = attrs.get("scores_dtype", fmt.DEFAULT_SCORES_DTYPE)
+        if stored is not None and (said != stored or attrs.get("format_version") < fmt.FORMAT_VERSION_FLOAT32
+                                   and stored != "float16"):
+            raise StoreDamagedError(f"LabelStore.open: {url} says scores_dtype={said!r} (format version "
+                                    f"{attrs.get('format_version')}) but its scores array is {stored}: the store's "
+                                    f"metadata is inconsistent; write it again", url=str(url), object="zarr.json")
         store = cls(group, url, mode)
         if mode == "r+":
             store.check_identity()  # a writer must not add blocks to a store whose metadata is mixed
@@ -530,7 +555,7 @@ class LabelStore:
         Args:
             block: block index in ``[0, num_blocks)``.
             scores: ``[len(block_rows(block)), H, W, K]`` float logits, non-increasing along K, finite
-                (stored as float16; values outside float16's range are rejected).
+                (stored as ``scores_dtype``, rounded to nearest; values outside its range are rejected).
             classes: same shape, integer class indices in ``[0, num_classes)``, distinct per cell.
 
         Raises:
@@ -572,12 +597,12 @@ class LabelStore:
         if not np.issubdtype(classes.dtype, np.integer):
             raise ValueError(f"{where}: classes must be integers, got {classes.dtype}")
         with np.errstate(over="ignore"):
-            s16 = scores.astype("<f2")
-        bad = fmt.invalid_entries(s16, classes, self.num_classes)
+            stored = scores.astype(self.scores_numpy_dtype)
+        bad = fmt.invalid_entries(stored, classes, self.num_classes)
         mask = bad["not-finite"]
         if mask.any():
             original = scores[mask][0]
-            reason = "not finite" if not np.isfinite(original) else "outside the float16 range"
+            reason = "not finite" if not np.isfinite(original) else f"outside the {self.scores_dtype} range"
             self._fail(where, rows, mask, f"score {original} is {reason}", "store finite logits")
         mask = bad["class-range"]
         if mask.any():
@@ -589,7 +614,7 @@ class LabelStore:
         if bad["duplicate-class"].any():
             self._fail(where, rows, bad["duplicate-class"], "a class appears twice in one cell",
                        "each cell's top-k classes must differ")
-        return s16, classes.astype(self.class_dtype)
+        return stored, classes.astype(self.class_dtype)
 
     def _fail(self, where: str, rows: range, bad: np.ndarray, problem: str, fix: str) -> None:
         i, y, x = (int(v) for v in np.argwhere(bad)[0][:3])
@@ -620,7 +645,7 @@ class LabelStore:
             rows: an int (one sample), a slice, or an int array (any order, repeats allowed).
 
         Returns:
-            ``(scores, classes)``: float16 and int16/int32, ``[H, W, K]`` for an int, else
+            ``(scores, classes)``: ``scores_dtype`` and int16/int32, ``[H, W, K]`` for an int, else
             ``[len(rows), H, W, K]``.
 
         Raises:
@@ -647,7 +672,7 @@ class LabelStore:
             return self._empty()
         blocks = idx // self.block_size
         self._require_complete(np.unique(blocks))
-        scores = np.empty((idx.size, self.height, self.width, self.k), np.float16)
+        scores = np.empty((idx.size, self.height, self.width, self.k), self.scores_numpy_dtype)
         classes = np.empty(scores.shape, self.class_dtype)
         for b in np.unique(blocks):
             sel = np.nonzero(blocks == b)[0]
@@ -701,7 +726,7 @@ class LabelStore:
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
         shape = (0, self.height, self.width, self.k)
-        return np.empty(shape, np.float16), np.empty(shape, self.class_dtype)
+        return np.empty(shape, self.scores_numpy_dtype), np.empty(shape, self.class_dtype)
 
     def _require_complete(self, blocks: np.ndarray) -> None:
         if self._complete_cache[blocks].all():
@@ -747,9 +772,14 @@ class LabelStore:
         """
         self._require_all_complete("content_hash")
         h = hashlib.blake2b(digest_size=16)
-        h.update(json.dumps({"format": fmt.FORMAT_NAME, "version": self.format_version, "n": self.num_samples,
-                             "h": self.height, "w": self.width, "k": self.k, "c": self.num_classes,
-                             "block_size": self.block_size, "classes": self.class_dtype.str}).encode())
+        # Independent of the format version (version 1 stores and version 2 stores of the same content share
+        # their bank); float16 stores keep the hash (and bank name) they always had.
+        identity = {"format": fmt.FORMAT_NAME, "version": 1, "n": self.num_samples,
+                    "h": self.height, "w": self.width, "k": self.k, "c": self.num_classes,
+                    "block_size": self.block_size, "classes": self.class_dtype.str}
+        if self.scores_dtype != "float16":
+            identity["scores"] = self.scores_numpy_dtype.str
+        h.update(json.dumps(identity).encode())
         h.update(self.block_digests().tobytes())
         h.update(np.ascontiguousarray(self.labels, "<i4").tobytes())
         h.update("\0".join(self.keys.tolist()).encode("utf-8"))

@@ -224,7 +224,7 @@ def fuzz_lookup(rng, cases: int, bank_dir: Path, failures: list) -> int:
         @pipeline_def(batch_size=BATCH, num_threads=2, device_id=None, prefetch_queue_depth=1, exec_async=False,
                       exec_pipelined=False)
         def pipe():
-            return tuple(fn.relabel.lookup(index=fn.external_source(name="index"), bank=str(bank.path)))
+            return tuple(fn.relabel.lookup(row=fn.external_source(name="index"), bank=str(bank.path)))
 
         p = pipe()
         p.build()

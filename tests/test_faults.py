@@ -464,7 +464,7 @@ bank = sys.argv[1]
 @pipeline_def(batch_size=4, num_threads=2, device_id=None, prefetch_queue_depth=1, exec_async=False,
               exec_pipelined=False)
 def pipe():
-    return tuple(fn.relabel.lookup(index=fn.external_source(name="index"), bank=bank))
+    return tuple(fn.relabel.lookup(row=fn.external_source(name="index"), bank=bank))
 
 p = pipe()
 p.build()

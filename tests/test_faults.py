@@ -35,6 +35,7 @@ from dali_relabel.errors import (BankError, ImageFolderError, InvalidKeyError, S
                                  StoreMismatchError, StoreWriteError)
 from dali_relabel.image_folder import ImageList, list_images
 from dali_relabel.store import format as fmt
+from dali_relabel.store.bank import bank_name
 from dali_relabel.verify import verify_store
 
 TESTS = Path(__file__).resolve().parent
@@ -530,7 +531,7 @@ def test_stale_banks_of_the_same_store_are_removed(tmp_path):
 def test_bank_directory_without_bank_json_is_replaced(tmp_path):
     """A bank directory whose bank.json was deleted used to block every rebuild ('Directory not empty')."""
     store = filled(tmp_path / "s.zarr")
-    key = store.content_hash()
+    key = bank_name(store)
     (tmp_path / "banks" / key).mkdir(parents=True)
     (tmp_path / "banks" / key / "scores.npy").write_bytes(b"leftover")
     bank = store.materialize(tmp_path / "banks", progress=False)
@@ -739,10 +740,10 @@ def test_disk_full_names_the_path_and_the_store_resumes(tmp_path):
 def test_disk_full_while_building_a_bank_names_it_and_leaves_nothing(tmp_path):
     store = filled(tmp_path / "s.zarr", n=600, block_size=64)
     with tmpfs(tmp_path / "small", "64k") as mnt:
-        with pytest.raises(StoreWriteError, match=rf"cannot build the bank {mnt}/{store.content_hash()} of .*: no "
+        with pytest.raises(StoreWriteError, match=rf"cannot build the bank {mnt}/{bank_name(store)} of .*: no "
                                                   rf"space left on device .*DALI_RELABEL_BANK_DIR"):
             store.materialize(mnt, progress=False)
-        assert [p.name for p in mnt.iterdir()] == [f".{store.content_hash()}.lock"]  # no partial bank
+        assert [p.name for p in mnt.iterdir()] == [f".{bank_name(store)}.lock"]  # no partial bank
         remount(mnt, "size=4m")
         bank = store.materialize(mnt, progress=False)
         np.testing.assert_array_equal(bank.scores, store.read(slice(None))[0])

@@ -6,7 +6,7 @@
 ``bank.json`` (format, geometry, dtypes, content hash, annotator, class names).
 
 A bank is created once per machine and shared: the directory name is the store's
-:meth:`~dali_relabel.store.LabelStore.content_hash`; the one process that builds it holds a file
+:meth:`~dali_relabel.store.LabelStore.content_hash` and the bank format version (:func:`bank_name`); the one process that builds it holds a file
 lock and writes into a temporary directory renamed into place when complete, so N ranks asking
 at once end with one intact copy (in ``/dev/shm`` by default: one copy of RAM per node) that all
 of them map. A bank directory that exists is always complete.
@@ -288,7 +288,7 @@ def materialize_store(store: LabelStore, cache_dir=None, *, progress: bool = Tru
     if problem is not None:
         raise StoreDamagedError(f"materialize: {store.url}: {problem}; run `dali-relabel verify {store.url}`",
                                 url=store.url)
-    key = store.content_hash()  # also checks completeness
+    key = bank_name(store)  # also checks completeness
     candidates = [Path(cache_dir).expanduser()] if cache_dir is not None else default_bank_dirs()
     for d in candidates:
         if d.exists() and not d.is_dir():
@@ -315,6 +315,16 @@ def materialize_store(store: LabelStore, cache_dir=None, *, progress: bool = Tru
     return existing
 
 
+def bank_name(store: LabelStore) -> str:
+    """The directory name of a store's bank: ``<content hash>.v<bank version>``.
+
+    The bank format version is part of the name so that two installs of different versions sharing one cache
+    (``/dev/shm`` is per machine, not per environment) each find their own bank instead of taking the other's for
+    a damaged one and rebuilding it in turn.
+    """
+    return f"{store.content_hash()}.v{BANK_VERSION}"
+
+
 def _find(candidates: list[Path], key: str) -> tuple[LabelBank | None, tuple[Path, str] | None]:
     """(the bank ``key`` in the first candidate holding an intact one, else None; a damaged one found and why)."""
     damaged = None
@@ -328,7 +338,8 @@ def _find(candidates: list[Path], key: str) -> tuple[LabelBank | None, tuple[Pat
 
 
 def remove_stale_banks(candidates: list[Path], source: str, *, keep: str) -> list[Path]:
-    """Deletes the banks in ``candidates`` that were built from ``source`` with content other than ``keep``.
+    """Deletes the banks in ``candidates`` that were built from ``source`` with content other than ``keep``, or by
+    an older bank version (upgrade leftovers: ``/dev/shm`` is RAM); a newer version's banks are left alone.
 
     Skips banks whose lock another process holds (being built or replaced). Returns the removed directories.
     """
@@ -347,6 +358,9 @@ def remove_stale_banks(candidates: list[Path], source: str, *, keep: str) -> lis
                 continue
             if not isinstance(meta, dict) or meta.get("format") != BANK_FORMAT or meta.get("source_id") != source:
                 continue
+            version = meta.get("version")
+            if not isinstance(version, int) or version > BANK_VERSION:
+                continue  # a newer install's bank (installs share the cache): not this one's to judge
             lock = filelock.FileLock(str(d / f".{entry.name}.lock"))
             try:
                 lock.acquire(timeout=0)
@@ -440,7 +454,8 @@ def _build_files(store: LabelStore, final: Path, key: str, progress: bool) -> La
                    for name, digest in files.items()}
         meta = {"format": BANK_FORMAT, "version": BANK_VERSION, "num_samples": store.num_samples,
                 "height": store.height, "width": store.width, "k": store.k, "num_classes": store.num_classes,
-                "scores_dtype": store.scores_numpy_dtype.str, "classes_dtype": store.class_dtype.str, "content_hash": key,
+                "scores_dtype": store.scores_numpy_dtype.str, "classes_dtype": store.class_dtype.str,
+                "content_hash": store.content_hash(),
                 "values": "logits", "source": store.url, "source_id": store_source(store),
                 "annotator": store.annotator, "class_names": store.class_names,
                 "store_format_version": store.format_version, "files": records, "integrity": INTEGRITY_RULE,

@@ -807,7 +807,7 @@ class LabelStore:
             progress: show a progress bar while decompressing.
 
         Returns:
-            The :class:`~dali_relabel.store.bank.LabelBank` (``<cache_dir>/<content_hash()>/``).
+            The :class:`~dali_relabel.store.bank.LabelBank` (``<cache_dir>/<content_hash()>.v<bank version>/``).
         """
         from .bank import materialize_store
 

@@ -25,7 +25,7 @@ def store(tmp_path):
 def test_materialize_content_and_files(store, tmp_path):
     bank = store.materialize(tmp_path / "banks", progress=False)
     assert isinstance(bank, LabelBank)
-    assert bank.path == tmp_path / "banks" / store.content_hash()
+    assert bank.path == tmp_path / "banks" / bank_module.bank_name(store)
     s, c = store.read(slice(None))
     for name, want in (("scores", s), ("classes", c), ("labels", store.labels)):
         got = getattr(bank, name)
@@ -44,7 +44,7 @@ def test_materialize_content_and_files(store, tmp_path):
         "format": "dali_relabel.bank", "version": 2, "num_samples": 100, "height": 6, "width": 5, "k": 3,
         "num_classes": 50, "classes_dtype": "<i2", "content_hash": store.content_hash()}
     assert meta["class_names"][:2] == ["w0", "w1"]
-    assert sorted(os.listdir(tmp_path / "banks")) == sorted([store.content_hash(), f".{store.content_hash()}.lock"])
+    assert sorted(os.listdir(tmp_path / "banks")) == sorted([bank_module.bank_name(store), f".{bank_module.bank_name(store)}.lock"])
 
 
 def test_second_materialize_reuses_the_bank(store, tmp_path):
@@ -97,7 +97,7 @@ def test_two_processes_materializing_at_once_share_one_intact_bank(tmp_path):
         assert p.returncode == 0, err
         outs.append(out.split())
     assert outs[0] == outs[1]  # the same directory, the same content
-    key = LabelStore.open(big.url).content_hash()
+    key = bank_module.bank_name(LabelStore.open(big.url))
     assert sorted(os.listdir(tmp_path / "banks")) == sorted([key, f".{key}.lock"])  # one bank, no temp left
     bank = LabelBank.open(tmp_path / "banks" / key)
     np.testing.assert_array_equal(bank.scores, big.read(slice(None))[0])
@@ -108,7 +108,7 @@ def test_rename_race_without_locks_keeps_one_copy(store, tmp_path):
     """On file systems without flock, two builders may race: the loser drops its copy and maps the winner's."""
     cache = tmp_path / "banks"
     cache.mkdir()
-    key = store.content_hash()
+    key = bank_module.bank_name(store)
     a = bank_module._build(store, cache / key, key, progress=False)
     b = bank_module._build(store, cache / key, key, progress=False)
     assert a.path == b.path and sorted(os.listdir(cache)) == [key]
@@ -116,7 +116,7 @@ def test_rename_race_without_locks_keeps_one_copy(store, tmp_path):
 
 def test_stale_temp_dirs_of_dead_processes_are_removed(store, tmp_path):
     cache = tmp_path / "banks"
-    key = store.content_hash()
+    key = bank_module.bank_name(store)
     dead = cache / f".{key}.tmp-{fs._host()}-999999999-abcd1234"
     foreign = cache / f".{key}.tmp-otherhost-1-abcd1234"  # another machine's (shared cache): not ours to judge
     for d in (dead, foreign):
@@ -193,3 +193,26 @@ def test_lookup_serves_the_materialized_store(store, tmp_path):
     np.testing.assert_array_equal(scores, want_s)
     np.testing.assert_array_equal(classes, want_c)
     np.testing.assert_array_equal(labels.reshape(-1), store.labels[rows])
+
+
+def test_banks_of_other_bank_versions(store, tmp_path):
+    """Two installs of different versions share /dev/shm. CI once failed 57 tests because an install of the next
+    bank version had built its bank under the same name (the content hash alone): this one refused it as 'version
+    2; expected version 1'. The name now carries the bank version: a newer install's bank of the same store is
+    left alone, an older install's one (an upgrade leftover holding RAM) is removed."""
+    cache = tmp_path / "banks"
+    source = bank_module.store_source(store)
+
+    def fake(version):
+        d = cache / f"{store.content_hash()}.v{version}"
+        d.mkdir(parents=True)
+        (d / "bank.json").write_text(json.dumps({"format": bank_module.BANK_FORMAT, "version": version,
+                                                 "source_id": source}))
+        return d
+
+    newer, older = fake(bank_module.BANK_VERSION + 1), fake(bank_module.BANK_VERSION - 1)
+    bank = store.materialize(cache, progress=False)
+    assert bank.path.name == f"{store.content_hash()}.v{bank_module.BANK_VERSION}"
+    np.testing.assert_array_equal(bank.scores, store.read(slice(None))[0])
+    assert json.loads((newer / "bank.json").read_text())["version"] == bank_module.BANK_VERSION + 1  # untouched
+    assert not older.exists()

@@ -5,7 +5,10 @@ timed by the process's CPU time (user + system, every DALI thread and the Python
 pipelines run synchronously (``exec_async=False``, ``exec_pipelined=False``): no batch is computed in the
 background while another pipeline is timed, and on a machine shared with other jobs CPU time counts this
 process's work where wall time counts the neighbours' too. A stage's cost is the difference from the variant
-before it; medians over rounds, the variants alternated within a round.
+before it; medians over rounds, the variants alternated within a round. Each stage's minor page faults and system
+CPU time per crop are reported too: a large batch tensor (above glibc's 32 MB mmap threshold, e.g. 128 float32
+crops of 224 px) gets fresh pages from the kernel every batch, and the ``copy`` stage then pays a page fault per
+4 KB page (run with ``MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=536870912`` to compare).
 
 Stages (cumulative), for ``n`` crops per image and each resampler:
 
@@ -21,7 +24,13 @@ Stages (cumulative), for ``n`` crops per image and each resampler:
 
 from __future__ import annotations
 
+import argparse
+import os
+import resource
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,11 +115,16 @@ class _Timed:
             self.step = pipe.run
 
     def cpu_seconds(self, iters: int) -> float:
+        return self.measure(iters)[0]
+
+    def measure(self, iters: int) -> tuple[float, float, int]:
+        """(CPU seconds, system CPU seconds, minor page faults) of ``iters`` batches (after one untimed)."""
         self.step()
-        t0 = time.process_time()
+        before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
         for _ in range(iters):
             self.step()
-        return time.process_time() - t0
+        seconds, after = time.process_time() - t0, resource.getrusage(resource.RUSAGE_SELF)
+        return seconds, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt
 
 
 def per_crop_breakdown(data, bank_dir: Path, *, crops=(1, 4), resamplers=("pillow", "dali"), batch: int = 32,
@@ -127,23 +141,33 @@ def per_crop_breakdown(data, bank_dir: Path, *, crops=(1, 4), resamplers=("pillo
     variants = {(r, n, s): _Timed(_pipeline(data, row_list, bank, s, r, n, batch, threads, size), s)
                 for r in resamplers for n in crops for s in STAGES}
     samples = {key: [] for key in variants}
+    system = {key: [] for key in variants}
+    faults = {key: [] for key in variants}
     for _ in range(rounds):
         for key, timed in variants.items():
             r, n, _ = key
-            samples[key].append(1e3 * timed.cpu_seconds(iters) / (iters * batch * n))
+            seconds, sys_seconds, minor = timed.measure(iters)
+            samples[key].append(1e3 * seconds / (iters * batch * n))
+            system[key].append(1e3 * sys_seconds / (iters * batch * n))
+            faults[key].append(minor / (iters * batch * n))
     out = {}
     for r in resamplers:
         for n in crops:
             total = {s: statistics.median(samples[(r, n, s)]) for s in STAGES}
             # Stage costs from per-round differences (medians), so that slow rounds cancel within a round.
-            stages = {}
-            for i, s in enumerate(STAGES):
-                cur = samples[(r, n, s)]
-                prev = samples[(r, n, STAGES[i - 1])] if i else [0.0] * rounds
-                stages[s] = statistics.median(a - b for a, b in zip(cur, prev))
+            def per_stage(values):
+                stages = {}
+                for i, s in enumerate(STAGES):
+                    cur = values[(r, n, s)]
+                    prev = values[(r, n, STAGES[i - 1])] if i else [0.0] * rounds
+                    stages[s] = statistics.median(a - b for a, b in zip(cur, prev))
+                return stages
+
+            stages = per_stage(samples)
             out[f"{r}_x{n}"] = {"resampler": r, "crops_per_image": n, "cpu_ms_per_crop_cumulative": total,
                                 "cpu_ms_per_crop": stages,
-                                "share_pct": {s: 100 * v / total["copy"] for s, v in stages.items()}}
+                                "share_pct": {s: 100 * v / total["copy"] for s, v in stages.items()},
+                                "system_ms_per_crop": per_stage(system), "minor_faults_per_crop": per_stage(faults)}
     return out
 
 
@@ -158,4 +182,58 @@ def breakdown_table(breakdown: dict) -> str:
     return "\n".join([head, rule, *rows])
 
 
-__all__ = ["STAGES", "breakdown_table", "per_crop_breakdown"]
+def faults_table(breakdown: dict) -> str:
+    """Markdown: one row per (resampler, n), minor page faults / system ms per crop of each stage."""
+    head = "| variant | " + " | ".join(STAGES) + " |"
+    rule = "|" + "---|" * (len(STAGES) + 1)
+    rows = [f"| {name} | " + " | ".join(f"{b['minor_faults_per_crop'][s]:.0f} / {b['system_ms_per_crop'][s]:.3f}"
+                                        for s in STAGES) + " |"
+            for name, b in breakdown.items() if "minor_faults_per_crop" in b]
+    return "\n".join([head, rule, *rows])
+
+
+def main(argv=None) -> int:
+    """The breakdown alone, on the loader benchmark's data: ``python benchmarks/crop_costs.py [--json PATH]``."""
+    from bench_data import benchmark_data
+    from common import write_result
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=32, help="images per batch")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--crops", default="1,4", help="crops per image to break down")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--iters", type=int, default=20, help="batches per measurement")
+    ap.add_argument("--images", type=int, default=1280)
+    ap.add_argument("--data-dir", help="where the demo dataset is built or found (default: the cache)")
+    ap.add_argument("--tag", help="suffix of the default result file name")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    crops = tuple(int(c) for c in args.crops.split(","))
+    work = Path(tempfile.mkdtemp(prefix="crop-costs-"))
+    try:
+        load_before = os.getloadavg()
+        data = benchmark_data(work, num_images=args.images, data_dir=args.data_dir, official_maps=False)
+        breakdown = per_crop_breakdown(data, work / "bank", crops=crops, batch=args.batch, threads=args.threads,
+                                       rounds=args.rounds, iters=args.iters)
+        load_after = os.getloadavg()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    malloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    config = {"device": "cpu", "batch": args.batch, "threads": args.threads, "crops": list(crops), "size": 224,
+              "rounds": args.rounds, "iters": args.iters, "malloc_env": malloc_env,
+              "load_average_before": list(load_before), "load_average_after": list(load_after)}
+    path = write_result("crop_costs", {"device": "cpu", "config": config, "crop_cost_breakdown": breakdown},
+                        args.json, tag=args.tag)
+    print("CPU ms per crop, by stage (share of the total):\n" + breakdown_table(breakdown))
+    print("\nminor page faults / system ms per crop, by stage:\n" + faults_table(breakdown))
+    print(f"\nload average (1, 5, 15 min): before {' '.join(f'{v:.1f}' for v in load_before)}, after "
+          f"{' '.join(f'{v:.1f}' for v in load_after)} on {os.cpu_count()} CPUs; malloc env {malloc_env or 'none'}")
+    print(f"written: {path}")
+    return 0
+
+
+__all__ = ["STAGES", "breakdown_table", "faults_table", "per_crop_breakdown"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

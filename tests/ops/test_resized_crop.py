@@ -27,7 +27,7 @@ PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13
 
 @functools.cache
 def runner(size: tuple[int, int], interp: str, dtype: str, layout: str = "CHW", windows: bool = True,
-           mirrors: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+           mirrors: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD, simd: bool = True):
     """A pipeline fed (images, anchors, shapes, mirrors) per call, returning the op's output."""
 
     @pipeline_def(batch_size=8, num_threads=2, device_id=None, prefetch_queue_depth=1, exec_async=False,
@@ -40,7 +40,7 @@ def runner(size: tuple[int, int], interp: str, dtype: str, layout: str = "CHW", 
         if mirrors:
             args["mirror"] = fn.external_source(name="mirror")
         return fn.relabel.resized_crop(image, size=list(size), interp_type=INTERP[interp], dtype=DTYPES[dtype],
-                                       mean=list(mean), std=list(std), output_layout=layout, **args)
+                                       mean=list(mean), std=list(std), output_layout=layout, simd=simd, **args)
 
     p = pipe()
     p.build()
@@ -101,6 +101,31 @@ def test_equals_torchvision_bit_for_bit(photos, interp, dtype, layout):
                 np.testing.assert_array_equal(got[k], ref, err_msg=f"crop {k}, window {anchors[k]} {shapes[k]}")
             else:
                 np.testing.assert_allclose(got[k].astype(np.float64), ref.astype(np.float64), atol=1 / 255 / 0.2 + 1)
+
+
+@pytest.mark.parametrize("interp", ["bilinear", "bicubic"])
+def test_portable_loops_equal_the_avx2_pass(photos, interp):
+    """simd=False runs the portable horizontal loops (what a CPU without AVX2, e.g. an ARM node, runs) where the
+    AVX2 pass would run (3 channels, <= 5 taps: upscales and mild downscales): the same crops as simd=True, and
+    both torchvision's bit for bit."""
+    rng = np.random.default_rng(7)
+    size = (40, 40)
+    anchors, shapes = [], []
+    widest = 80 if interp == "bilinear" else 40     # -> 40 px: at most 5 horizontal taps (the AVX2 pass's range)
+    for _ in photos:
+        h, w = rng.integers(16, 81, 3), rng.integers(16, widest + 1, 3)
+        anchors.append(np.stack([rng.integers(0, 150 - h + 1), rng.integers(0, 200 - w + 1)], 1))
+        shapes.append(np.stack([h, w], 1))
+    mirrors = [rng.integers(0, 2, 3) for _ in photos]
+    fast, _ = runner(size, interp, "uint8", "HWC")(photos, anchors, shapes, mirrors)
+    portable, _ = runner(size, interp, "uint8", "HWC", simd=False)(photos, anchors, shapes, mirrors)
+    for img, a, sh, flips, got_fast, got_portable in zip(photos, anchors, shapes, mirrors, fast, portable):
+        np.testing.assert_array_equal(got_portable, got_fast)
+        for k in range(3):
+            ref = torchvision_crop(Image.fromarray(img), (*a[k], *sh[k]), bool(flips[k]), size, interpolation=interp,
+                                   normalize=False).numpy()
+            if PILLOW_13:
+                np.testing.assert_array_equal(got_portable[k], ref)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

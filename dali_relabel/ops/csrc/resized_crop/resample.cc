@@ -287,7 +287,7 @@ void CropResampler::Horizontal(const uint8_t *src, ptrdiff_t stride, int rows, i
                                uint8_t *out) {
   int x0 = 0;
 #if defined(__x86_64__)
-  if (channels == 3 && wx_.taps <= kSimdTaps && HasAvx2()) {
+  if (simd && channels == 3 && wx_.taps <= kSimdTaps && HasAvx2()) {
     // Pairs whose 16-byte loads stay inside the row (the last outputs are done by the scalar loop).
     int simd = 0;
     while (simd < wx_.out_size && wx_.first[simd] * 3 + 16 <= width * 3) ++simd;

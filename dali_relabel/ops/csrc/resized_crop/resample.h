@@ -70,6 +70,10 @@ class CropResampler {
   template <typename Emit>
   void Run(const Window &in, Filter filter, int out_h, int out_w, Emit &&emit);
 
+  /// Whether the horizontal pass may use AVX2 where the CPU has it (the same integers as the portable
+  /// loops; false runs those, as on a CPU without AVX2, so that tests compare both everywhere).
+  bool simd = true;
+
  private:
   // Horizontal pass over `rows` rows of `width * channels` bytes (`stride` apart) into rows of
   // `wx_.out_size * channels` contiguous bytes.

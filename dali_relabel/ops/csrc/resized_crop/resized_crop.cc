@@ -51,7 +51,8 @@ class ResizedCrop : public ::dali::Operator<::dali::CPUBackend> {
       : ::dali::Operator<::dali::CPUBackend>(spec),
         filter_(FilterOf(spec.GetArgument<::dali::DALIInterpType>("interp_type"))),
         dtype_(spec.GetArgument<::dali::DALIDataType>("dtype")),
-        layout_(spec.GetArgument<std::string>("output_layout")) {
+        layout_(spec.GetArgument<std::string>("output_layout")),
+        simd_(spec.GetArgument<bool>("simd")) {
     auto size = spec.GetRepeatedArgument<int>("size");
     if (size.size() == 1) size.push_back(size[0]);
     if (size.size() != 2 || size[0] < 1 || size[1] < 1)
@@ -226,6 +227,7 @@ class ResizedCrop : public ::dali::Operator<::dali::CPUBackend> {
 
   void Resize(const resample::Window &window, bool mirror, uint8_t *dst) const {
     thread_local resample::CropResampler resampler;
+    resampler.simd = simd_;
     const bool chw = layout_ == "CHW";
     switch (dtype_) {
       case ::DALI_FLOAT:
@@ -273,6 +275,7 @@ class ResizedCrop : public ::dali::Operator<::dali::CPUBackend> {
   resample::Filter filter_;
   ::dali::DALIDataType dtype_;
   std::string layout_;
+  bool simd_ = true;
   int out_h_ = 0, out_w_ = 0;
   std::vector<float> mean_, std_;
   float f32_[kMaxChannels][256];
@@ -330,6 +333,8 @@ dtypes.)code")
     .AddOptionalArg("mean", "Per-channel mean, 0-1 scale (float outputs).", std::vector<float>{0.f})
     .AddOptionalArg("std", "Per-channel standard deviation, 0-1 scale (float outputs).", std::vector<float>{1.f})
     .AddOptionalArg("output_layout", "'CHW' or 'HWC' (a leading 'F' is added for [n, 2] windows).",
-                    std::string("CHW"));
+                    std::string("CHW"))
+    .AddOptionalArg("simd", "Use the AVX2 horizontal pass where the CPU has it (the same integers as the portable "
+                    "loops; False runs those, as a CPU without AVX2 does, e.g. to compare).", true);
 
 DALI_REGISTER_OPERATOR(relabel__ResizedCrop, ::dali_relabel::ResizedCrop, ::dali::CPU);

@@ -343,6 +343,8 @@ def run(args, work: Path) -> int:
         "num_classes": data.num_classes, "map": list(data.map_shape), "maps": "synthetic (dali_relabel.testing.synthetic)",
         "rounds": args.rounds, "warmup": args.warmup, "iters": args.iters, "seed": args.seed,
         "wall_s": round(time.perf_counter() - t_start, 1),
+        # A shared machine's other jobs slow every method alike but widen the spread; say how loaded it was.
+        "load_average_after": list(os.getloadavg()),
     }
     path = write_result("kd_overhead", {"device": args.device, "config": config, "rows": rows,
                                         "samples_ms": samples, "breakdown": breakdown,

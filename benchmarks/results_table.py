@@ -53,6 +53,8 @@ def _loader_bench(d: dict) -> str:
         plain = rows.get("dali_ops_x4")
         plain_text = f" (DALI's resize: x4 = {plain['vs_dali_ops_x1']:.2f}× x1)" if plain else ""
         text += f"; crops/s with n crops per image: {crops}{x4_text}{ops4_text}{plain_text}"
+    if "load_average_before" in c:
+        text += f" (load average {c['load_average_before'][0]:.1f} before, {c['load_average_after'][0]:.1f} after)"
     return text
 
 
@@ -80,8 +82,9 @@ def _kd_overhead(d: dict) -> str:
     rows = ", ".join(f"{r['method']} **{r['overhead_pct']:+.1f}%**" for r in d["rows"] if r["method"] != "baseline")
     base = next(r["ms_per_iter"] for r in d["rows"] if r["method"] == "baseline")
     teacher = f", teacher {c['teacher']}@{c['teacher_res']}" if c.get("teacher") else ""
+    load = f" (load average {c['load_average_after'][0]:.1f})" if "load_average_after" in c else ""
     return (f"{'quick: ' if c.get('quick') else ''}{c['student']} B={c['batch']}{' AMP' if c['amp'] else ''}"
-            f"{teacher}: baseline {base:.0f} ms/iter; {rows}")
+            f"{teacher}: baseline {base:.0f} ms/iter; {rows}{load}")
 
 
 def _build_bench(d: dict) -> str:

@@ -13,7 +13,9 @@ import warnings
 import numpy as np
 
 from ..image_folder import IMAGE_EXTENSIONS, ImageList
+from ..shards import ShardSet, is_shard_spec
 from ..store import LabelStore
+from .epochs import epoch_order, grouped_order
 
 MISSING = ("error", "onehot")
 
@@ -23,7 +25,8 @@ class LabeledImages:
     """Images and what the pipelines read for each: a store row, or (without a store) the class label.
 
     Attributes:
-        images: the image listing (keys relative to ``images.root``).
+        images: the image listing (keys relative to ``images.root``), or webdataset shards (a ``ShardSet``: keys
+            are the store keys the samples match).
         store: the label store, or None (evaluation on folder labels).
         reader_rows: [N] int64 per image, what the reader hands the pipeline: the store row; ``M + label`` for
             an image without a map under ``missing="onehot"`` (``M`` = store size; see ``relabel_targets``);
@@ -33,7 +36,7 @@ class LabeledImages:
         num_missing: images without a label map (one-hot targets).
     """
 
-    images: ImageList
+    images: ImageList | ShardSet
     store: LabelStore | None
     reader_rows: np.ndarray
     rows: np.ndarray
@@ -53,22 +56,46 @@ class LabeledImages:
             return np.arange(len(self))
         return np.argsort(self.reader_rows, kind="stable")
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the images are webdataset shards."""
+        return isinstance(self.images, ShardSet)
+
+    def epoch_order(self, *, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+        """The epoch's order of all images. Shards: tar by tar (the tars' order and each tar's samples shuffled
+        from ``(seed, epoch)``), their stored order without ``shuffle``; images: a permutation, or store order."""
+        if self.sharded:
+            if not shuffle:
+                return np.arange(len(self))
+            return grouped_order(self.images.tar_ids, seed=seed, epoch=epoch)
+        return epoch_order(len(self), seed=seed, epoch=epoch, shuffle=shuffle, base_order=self.store_order())
+
+    def layout_lines(self) -> list[str]:
+        """What decides the epochs besides the arguments: the keys (and, for shards, each one's tar)."""
+        return self.images.layout_lines() if self.sharded else self.keys
+
     @classmethod
     def match(cls, owner: str, images, store, *, missing: str = "error", num_classes: int | None = None,
               need_labels: bool = False) -> LabeledImages:
         """Lists ``images`` and matches each to its map in ``store`` (a path, URL or ``LabelStore``; or None).
 
+        ``images``: an ImageFolder root, an image list file, or webdataset shards (a directory of ``.tar`` files,
+        ``train-{000000..000127}.tar``, a glob, a wids ``shardindex.json``, or a list of tar paths; their samples
+        match store keys as ``dali_relabel.shards.keys`` describes).
+
         Raises:
             FileNotFoundError: no images. KeyError: images without a map and ``missing="error"``.
             ValueError: class counts or labels disagree (the message says how to proceed).
         """
-        listing = ImageList.from_path(images)
+        listing = ShardSet.open(images) if is_shard_spec(images) else ImageList.from_path(images)
         if not len(listing):
             raise FileNotFoundError(f"{images}: no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         _report_skipped(listing)
         if store is None:
             return cls._folder_labels(owner, listing, num_classes, need_labels)
         store = store if isinstance(store, LabelStore) else LabelStore.open(str(store))
+        if isinstance(listing, ShardSet):
+            listing = listing.with_store_keys(store.keys.tolist())
         num_classes = _check_classes(listing, store, num_classes)
         reader_rows = _match_rows(listing, store, missing)
         rows = np.where(reader_rows < store.num_samples, reader_rows, -1)
@@ -91,10 +118,12 @@ class LabeledImages:
         return cls(listing, None, np.maximum(labels, 0), np.full(len(labels), -1), num_classes)
 
 
-def _report_skipped(imgs: ImageList) -> None:
+def _report_skipped(imgs: ImageList | ShardSet) -> None:
     if imgs.skipped:
-        warnings.warn(f"{len(imgs.skipped)} files under {imgs.root} are not images DALI decodes and were "
-                      f"skipped (e.g. {', '.join(imgs.skipped[:3])})", stacklevel=4)
+        what = "samples of the shards have no image member" if isinstance(imgs, ShardSet) else \
+            "files under {imgs.root} are not images DALI decodes"
+        warnings.warn(f"{len(imgs.skipped)} {what.format(imgs=imgs)} and were skipped (e.g. "
+                      f"{', '.join(imgs.skipped[:3])})", stacklevel=4)
     if imgs.empty_classes:
         warnings.warn(f"{len(imgs.empty_classes)} class folders hold no images (kept as classes so that "
                       f"labels keep their folder index): {', '.join(imgs.empty_classes[:10])}", stacklevel=4)
@@ -111,7 +140,7 @@ def _check_classes(imgs: ImageList, store: LabelStore, num_classes: int | None) 
     return store_c
 
 
-def _match_rows(imgs: ImageList, store: LabelStore, missing: str) -> np.ndarray:
+def _match_rows(imgs: ImageList | ShardSet, store: LabelStore, missing: str) -> np.ndarray:
     """Store row of every image; N + folder label where it has no map and missing='onehot' (N = store size)."""
     index = {k: i for i, k in enumerate(store.keys.tolist())}
     rows = np.array([index.get(k, -1) for k in imgs.keys], np.int64)
@@ -119,8 +148,10 @@ def _match_rows(imgs: ImageList, store: LabelStore, missing: str) -> np.ndarray:
     if len(absent):
         names = [imgs.keys[i] for i in absent[:10]]
         if missing == "error":
+            how = (" (a shard sample's __key__ matches the store key without its extension, or a file name: "
+                   "docs/SHARDS.md)" if isinstance(imgs, ShardSet) else "")
             raise KeyError(f"{len(absent)} of {len(rows)} images have no label map in {store.url}, e.g. "
-                           f"{', '.join(names)}; annotate them, or pass missing='onehot' to use one-hot folder "
+                           f"{', '.join(names)}{how}; annotate them, or pass missing='onehot' to use one-hot folder "
                            f"labels for them")
         labels = np.array(imgs.labels)[absent]
         if (labels < 0).any():

@@ -120,13 +120,13 @@ class ReLabelLoader(EpochLoader):
                       DeprecationWarning, stacklevel=2)
         return self.target_config.transpose_box
 
-    def _build_pipeline(self, file_list: str, epoch: int, names: tuple[str, ...]):
-        from ..pipelines import FileReader, relabel_train_pipeline
+    def _build_pipeline(self, reader, epoch: int, names: tuple[str, ...]):
+        from ..pipelines import relabel_train_pipeline
 
         seed = self.augment_seed(epoch)
         return relabel_train_pipeline(
             batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id, seed=seed,
-            prefetch_queue_depth=self.prefetch, reader=FileReader(str(self.images.root), file_list=file_list),
+            prefetch_queue_depth=self.prefetch, reader=reader,
             bank=self.bank, augment=self.augment, target_config=self.target_config, device=self.device,
             outputs=names, missing="onehot" if self.num_missing else "error", augment_seed=seed)
 

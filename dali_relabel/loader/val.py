@@ -89,12 +89,12 @@ class ReLabelValLoader(EpochLoader):
         """Images per epoch, all ranks together (each exactly once)."""
         return len(self.data)
 
-    def _build_pipeline(self, file_list: str, epoch: int, names: tuple[str, ...]):
-        from ..pipelines import FileReader, relabel_val_pipeline
+    def _build_pipeline(self, reader, epoch: int, names: tuple[str, ...]):
+        from ..pipelines import relabel_val_pipeline
 
         return relabel_val_pipeline(
             batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id, seed=0,
-            prefetch_queue_depth=self.prefetch, reader=FileReader(str(self.images.root), file_list=file_list),
+            prefetch_queue_depth=self.prefetch, reader=reader,
             bank=self.bank, config=self.config, target_config=self.target_config, device=self.device, outputs=names,
             missing="onehot" if self.num_missing else "error")
 

@@ -61,11 +61,12 @@ class ShardReader:
     def __call__(self):
         """``(jpegs, rows)``: encoded images and int32 ``[1]`` rows, CPU."""
         # pad_last_batch: an epoch never bleeds into the next (the last batch repeats its last sample; the
-        # iterator drops the repeats). The row source pads alike.
+        # iterator drops the repeats). The row source pads alike. preserve: the reader sizes the epoch (the
+        # iterators ask it) even in a graph that uses only the rows (e.g. labels without images).
         jpegs = fn.readers.webdataset(paths=list(self.paths), index_paths=list(self.index_paths),
                                       ext=[";".join(self.extensions)], case_sensitive_extensions=False,
                                       missing_component_behavior="error", random_shuffle=False, pad_last_batch=True,
-                                      dont_use_mmap=self.dont_use_mmap, name=self.name)
+                                      dont_use_mmap=self.dont_use_mmap, preserve=True, name=self.name)
         batch_size = Pipeline.current().max_batch_size
         rows = fn.external_source(source=_BatchRows(self.rows, batch_size), batch=True, batch_info=True,
                                   dtype=types.INT32, ndim=1, no_copy=False)

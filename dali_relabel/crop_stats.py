@@ -178,14 +178,15 @@ def confidence_by_iou(iou: np.ndarray, confidence: np.ndarray, bins: int = 10) -
             "crops": counts.tolist()}
 
 
-def plot_confidence(iou: np.ndarray, confidence: np.ndarray, path: str | os.PathLike, *, title: str = "") -> None:
-    """2-D histogram of target confidence against crop IoU, with the mean curve, as a PNG."""
+def plot_confidence(iou: np.ndarray, confidence: np.ndarray, path: str | os.PathLike, *, title: str = "",
+                    bins: int = 10) -> None:
+    """2-D histogram of target confidence against crop IoU, with the mean curve (``bins`` IoU bins), as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = confidence_by_iou(iou, confidence)
+    curve = confidence_by_iou(iou, confidence, bins=bins)
     centres = (np.array(curve["iou_bin_edges"][:-1]) + np.array(curve["iou_bin_edges"][1:])) / 2
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     weights = np.full(iou.size, 100.0 / iou.size)

@@ -7,7 +7,8 @@ import json
 import sys
 
 HELP = ("IoU between random-resized crops and the object box: histogram PNG and the fractions IoU < 0.5 and "
-        "IoU = 0 (the paper's motivation figure)")
+        "IoU = 0 (the paper's motivation figure); with label maps, the ReLabel target's confidence against that IoU "
+        "(its 'confidence of supervision' figure)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, metavar="N", help="use the first N images (sorted keys)")
     p.add_argument("--num-images", type=int, default=320, help="size of the built-in demo dataset")
     p.add_argument("--data-dir", help="where to build the built-in dataset (default: the dali_relabel cache)")
+    p.add_argument("--labels", metavar="STORE", help="label store of the --images: also draw the confidence of "
+                                                     "supervision (the demo dataset uses its own store)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the targets (default 1)")
+    p.add_argument("--bins", type=int, default=10, help="IoU bins of the confidence curve (default 10)")
     p.add_argument("-o", "--out", default="crop_iou.png", help="histogram PNG")
+    p.add_argument("--confidence-out", default="crop_confidence.png", metavar="PNG",
+                   help="confidence-of-supervision PNG: target max probability against crop IoU (2-D histogram and "
+                        "the mean per IoU bin)")
     p.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -51,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
     if args.crops < 1:
         print(f"dali-relabel crop-stats: --crops must be >= 1, got {args.crops}", file=sys.stderr)
         return 2
+    if args.labels and not args.images:
+        print("dali-relabel crop-stats: --labels goes with --images and --boxes (the built-in demo dataset uses its "
+              "own label store)", file=sys.stderr)
+        return 2
+    if args.bins < 1 or not args.temperature > 0:
+        print(f"dali-relabel crop-stats: --bins must be >= 1 and --temperature > 0 (got {args.bins}, "
+              f"{args.temperature})", file=sys.stderr)
+        return 2
     if args.images:
         images = args.images
         try:
@@ -59,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"dali-relabel crop-stats: {e}", file=sys.stderr)
             return 2
         source = f"{images} with boxes from {args.boxes}"
+        labels = args.labels
     else:
         from ..testing.demo_dataset import build_demo_dataset
 
         demo = build_demo_dataset(args.data_dir, num_images=args.num_images, progress=not args.quiet)
-        images, boxes = demo.images, demo_boxes(demo)
+        images, boxes, labels = demo.images, demo_boxes(demo), demo.labels
         source = f"demo dataset {demo.root} (labelled object's box)"
     if args.max_images:
         boxes = {k: boxes[k] for k in sorted(boxes)[:args.max_images]}
@@ -76,10 +93,47 @@ def run(args: argparse.Namespace) -> int:
           f"mean IoU {summary['mean_iou']:.3f}   (paper, ImageNet val: 76.5% and 8%)")
     histogram(stats, args.out, title=f"{summary['images']} images x {summary['crops_per_image']} crops")
     print(f"histogram: {args.out}")
+    if labels:
+        try:
+            summary["confidence"] = confidence(stats, labels, args)
+        except KeyError as e:
+            print(f"dali-relabel crop-stats: {e.args[0]}", file=sys.stderr)
+            return 2
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)
     return 0
+
+
+def confidence(stats, labels, args: argparse.Namespace) -> dict:
+    """The confidence of supervision: each crop's ReLabel target max probability, binned by IoU; drawn and printed.
+
+    Raises:
+        KeyError: images without a map in the store (the message names them).
+    """
+    import numpy as np
+
+    from ..crop_stats import confidence_by_iou, crop_confidence, plot_confidence
+    from ..store import LabelStore
+
+    store = LabelStore.open(str(labels))
+    conf = crop_confidence(stats, store, temperature=args.temperature)
+    curve = confidence_by_iou(stats.iou, conf, bins=args.bins)
+    low, high = conf[stats.iou < 0.5], conf[stats.iou >= 0.5]
+    mean = lambda v: float(v.mean()) if v.size else None  # noqa: E731
+    # JSON has no NaN: an empty bin's mean is null.
+    curve["mean_confidence"] = [None if np.isnan(m) else m for m in curve["mean_confidence"]]
+    out = {"store": str(labels), "temperature": args.temperature, "num_classes": store.num_classes,
+           "mean_confidence_all": float(conf.mean()), "mean_confidence_iou_below_0.5": mean(low),
+           "mean_confidence_iou_from_0.5": mean(high), **curve}
+    title = f"confidence of supervision: {conf.shape[0]} images x {conf.shape[1]} crops, T={args.temperature:g}"
+    plot_confidence(stats.iou, conf, args.confidence_out, bins=args.bins, title=title)
+    text = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"ReLabel target confidence (max probability): mean {np.mean(conf):.3f}; "
+          f"{text(out['mean_confidence_iou_below_0.5'])} for crops with IoU < 0.5, "
+          f"{text(out['mean_confidence_iou_from_0.5'])} for IoU >= 0.5")
+    print(f"confidence of supervision: {args.confidence_out}")
+    return out
 
 
 def histogram(stats, path: str, title: str) -> None:

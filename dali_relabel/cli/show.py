@@ -86,6 +86,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def draw(image, heat, ranked, whole, names, args, target) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = show_figure(image, heat, ranked, whole, names, args, target)
+    fig.savefig(args.out, dpi=100)
+    plt.close(fig)
+
+
+HEATMAP_LABEL = "class probability per map cell"
+
+
+def show_figure(image, heat, ranked, whole, names, args, target):
+    """The figure: the image, a heatmap per top class (one colour bar for all, 0..1), the box's target bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +105,7 @@ def draw(image, heat, ranked, whole, names, args, target) -> None:
     from matplotlib.patches import Rectangle
 
     n = len(ranked) + 1 + (target is not None)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 0.8, 3.4), squeeze=False, layout="constrained")
     axes = axes[0]
     h, w = image.shape[:2]
 
@@ -106,8 +118,11 @@ def draw(image, heat, ranked, whole, names, args, target) -> None:
     gray = image.mean(2)
     for ax, c, m in zip(axes[1:], ranked, heat):
         ax.imshow(gray, cmap="gray")
-        ax.imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        shown = ax.imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1)
         ax.set_title(f"{names[c]} (image {whole[c]:.2f})", fontsize=8)
+    bar = fig.colorbar(shown, ax=list(axes[1:len(ranked) + 1]), shrink=0.85, pad=0.02)
+    bar.set_label(HEATMAP_LABEL, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     for ax in axes[:len(ranked) + 1]:
         ax.axis("off")
         if target is not None:
@@ -119,6 +134,4 @@ def draw(image, heat, ranked, whole, names, args, target) -> None:
         ax.set_xlim(0, 1)
         ax.set_title("soft target of the box", fontsize=8)
         ax.tick_params(labelsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=100)
-    plt.close(fig)
+    return fig

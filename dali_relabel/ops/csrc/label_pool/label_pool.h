@@ -132,8 +132,9 @@ class LabelPool : public ::dali::Operator<Backend> {
                s[1], "), rel_end=(", e[0], ", ", e[1], ")); rel_start must be < rel_end.");
       }
       // The official relabel_imagenet code hands roi_align (y0, x0, y1, x1) where it expects
-      // (x1, y1, x2, y2): with transpose_box the box's axes are swapped to reproduce that.
-      boxes_[i] = transpose_box_ ? NormBox{s[1], s[0], e[1], e[0]} : NormBox{s[0], s[1], e[0], e[1]};
+      // (x1, y1, x2, y2): with transpose_box the box's axes are swapped to reproduce that, and
+      // its geometry is computed in float32 as the official code computes it.
+      boxes_[i] = transpose_box_ ? NormBox{s[1], s[0], e[1], e[0], true} : NormBox{s[0], s[1], e[0], e[1], false};
     }
   }
 

@@ -82,8 +82,8 @@ void PoolSample(int sample, const Score *scores, const Class *classes, int h, in
   }
 
   PoolScratch &s = PoolScratch::Get(num_classes, h, w);
-  const AxisSpan rows = roi_align_axis_weights(box.y0, box.y1, h, s.row_w.data());
-  const AxisSpan cols = roi_align_axis_weights(box.x0, box.x1, w, s.col_w.data());
+  const AxisSpan rows = box_axis_weights(box, /*rows=*/true, h, w, s.row_w.data());
+  const AxisSpan cols = box_axis_weights(box, /*rows=*/false, h, w, s.col_w.data());
   s.touched.clear();
   for (int r = rows.first; r <= rows.last; ++r) {
     for (int c = cols.first; c <= cols.last; ++c) {

@@ -80,8 +80,8 @@ LabelPoolKernel(const SampleDesc *descs, int num_classes, float inv_temperature,
   double *z = kSharedZ ? smem + d.h + d.w : z_global + static_cast<size_t>(blockIdx.x) * num_classes;
   SampleError *err = errors + blockIdx.x;
 
-  if (tid == 0) roi_align_axis_weights(d.box.y0, d.box.y1, d.h, row_w);
-  if (tid == 32) roi_align_axis_weights(d.box.x0, d.box.x1, d.w, col_w);
+  if (tid == 0) box_axis_weights(d.box, /*rows=*/true, d.h, d.w, row_w);
+  if (tid == 32) box_axis_weights(d.box, /*rows=*/false, d.h, d.w, col_w);
   if (tid == 64) *err = SampleError{kNoBadClass, kNoBadScore};
   for (int j = tid; j < num_classes; j += kBlock) z[j] = 0.0;
   __syncthreads();

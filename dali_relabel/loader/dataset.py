@@ -153,7 +153,8 @@ def _match_rows(imgs: ImageList | ShardSet, store: LabelStore, missing: str) -> 
             raise KeyError(f"{len(absent)} of {len(rows)} images have no label map in {store.url}, e.g. "
                            f"{', '.join(names)}{how}; annotate them, or pass missing='onehot' to use one-hot folder "
                            f"labels for them")
-        labels = np.array(imgs.labels)[absent]
+        # (Shards: read only these samples' .cls members, not every tar's.)
+        labels = imgs.read_labels(absent) if isinstance(imgs, ShardSet) else np.array(imgs.labels)[absent]
         if (labels < 0).any():
             raise ValueError("missing='onehot' needs a folder label for each image without a label map")
         rows[absent] = store.num_samples + labels
@@ -162,9 +163,14 @@ def _match_rows(imgs: ImageList | ShardSet, store: LabelStore, missing: str) -> 
     return rows
 
 
-def _check_labels(imgs: ImageList, store: LabelStore, rows: np.ndarray, need_labels: bool) -> None:
+def _check_labels(imgs: ImageList | ShardSet, store: LabelStore, rows: np.ndarray, need_labels: bool) -> None:
     present = rows < store.num_samples
-    folder = np.array(imgs.labels)[present]
+    if isinstance(imgs, ShardSet):
+        # Comparing the shards' .cls labels with the store's reads a member of every sample in every tar (slow on
+        # network storage): `dali-relabel verify --shards` does it, not every loader start.
+        folder = np.full(int(present.sum()), -1)
+    else:
+        folder = np.array(imgs.labels)[present]
     stored = store.labels[rows[present]]
     known = (folder >= 0) & (stored >= 0)
     disagree = np.flatnonzero(known & (folder != stored))

@@ -20,7 +20,7 @@ import dataclasses
 import os
 import tarfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 INDEX_VERSION = "v1.2"
 READABLE_VERSIONS = ("v1.2",)   # v1.0/v1.1 indexes carry no member names, hence no keys
@@ -152,16 +152,5 @@ def _parse_line(path: Path, number: int, line: str) -> SampleEntry:
     return SampleEntry(key, tuple(parts))
 
 
-def check_index_fits(path: Path, samples: Iterable[SampleEntry], tar_size: int) -> None:
-    """Raises ValueError if a component of ``samples`` (from the index at ``path``) lies past the tar's end:
-    an index of another (or an older) archive."""
-    for s in samples:
-        for c in s.components:
-            if c.offset + c.size > tar_size:
-                raise ValueError(f"{path}: member {s.key}.{c.ext} ends at byte {c.offset + c.size} but the tar has "
-                                 f"{tar_size} bytes: the index belongs to another version of the archive; regenerate "
-                                 f"it (DALI's wds2idx, or delete it and the loader rebuilds it)")
-
-
-__all__ = ["Component", "INDEX_VERSION", "SampleEntry", "check_index_fits", "format_index", "index_path_for",
+__all__ = ["Component", "INDEX_VERSION", "SampleEntry", "format_index", "index_path_for",
            "read_index", "scan_tar", "split_name", "write_index"]

@@ -36,27 +36,34 @@ def match_sample_keys(sample_keys: Sequence[str], store_keys: Sequence[str]) -> 
     Raises:
         ValueError: a sample key matches several store keys (the message names them).
     """
-    by_path: dict[str, int] = {}
-    by_name: dict[str, int] = {}
-    for row, key in enumerate(store_keys):
-        stem = strip_extension(key)
-        by_path[stem] = _AMBIGUOUS if stem in by_path else row
-        name = stem[stem.rfind("/") + 1:]
-        by_name[name] = _AMBIGUOUS if name in by_name else row
-    rows = np.empty(len(sample_keys), np.int64)
-    for i, key in enumerate(sample_keys):
-        row = by_path.get(key, -1)
-        if row == -1 and "/" not in key:
-            row = by_name.get(key, -1)
-        if row == _AMBIGUOUS:
-            rule = by_path if key in by_path else by_name
-            claims = [k for k in store_keys if (strip_extension(k) if rule is by_path
-                                                else strip_extension(k).rsplit("/", 1)[-1]) == key]
-            raise ValueError(f"shard sample key {key!r} matches several store keys ({', '.join(claims[:4])}): the "
-                             f"shards' keys cannot tell them apart; write the shards with path keys "
-                             f"(`dali-relabel shard`) or give the images unique file names")
-        rows[i] = row
+    stems = [strip_extension(k) for k in store_keys]
+    by_path = _unique_index(stems)
+    rows = np.fromiter((by_path.get(k, -1) for k in sample_keys), np.int64, len(sample_keys))
+    flat = [i for i in np.flatnonzero(rows == -1).tolist() if "/" not in sample_keys[i]]
+    if flat:   # rule 2, only for the keys rule 1 left
+        by_name = _unique_index([s[s.rfind("/") + 1:] for s in stems])
+        for i in flat:
+            rows[i] = by_name.get(sample_keys[i], -1)
+    bad = np.flatnonzero(rows == _AMBIGUOUS)
+    if len(bad):
+        key = sample_keys[bad[0]]
+        claims = [k for k, s in zip(store_keys, stems) if key in (s, s[s.rfind("/") + 1:])]
+        raise ValueError(f"shard sample key {key!r} matches several store keys ({', '.join(claims[:4])}): the "
+                         f"shards' keys cannot tell them apart; write the shards with path keys "
+                         f"(`dali-relabel shard`) or give the images unique file names")
     return rows
+
+
+def _unique_index(names: list[str]) -> dict[str, int]:
+    """name → its position; names that occur more than once → ``_AMBIGUOUS``."""
+    index = dict(zip(names, range(len(names))))
+    if len(index) != len(names):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                index[name] = _AMBIGUOUS
+            seen.add(name)
+    return index
 
 
 __all__ = ["match_sample_keys", "strip_extension"]

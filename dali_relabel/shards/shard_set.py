@@ -17,7 +17,7 @@ import numpy as np
 
 from ..fs import atomic_write_bytes, cache_root
 from ..image_folder import IMAGE_EXTENSIONS
-from .index import SampleEntry, check_index_fits, format_index, index_path_for, read_index, scan_tar
+from .index import INDEX_VERSION, TAR_BLOCK, SampleEntry, format_index, index_path_for, read_index, scan_tar
 from .keys import match_sample_keys
 from .paths import shard_paths
 
@@ -70,34 +70,16 @@ class ShardSet:
             FileNotFoundError: missing shards. ValueError: unreadable tars or indexes, no images in the shards.
         """
         tars = shard_paths(spec)
-        columns: dict[str, list] = {name: [] for name in ("key", "tar", "ext", "off", "size", "loff", "lsize")}
-        skipped = []
-        for t, tar in enumerate(tars):
-            for s in tar_samples(tar, progress=progress):
-                image = label = None
-                for c in s.components:
-                    low = c.ext.lower()
-                    if image is None and low in IMAGE_EXTS:
-                        image = c
-                    elif label is None and low == LABEL_EXT:
-                        label = c
-                if image is None:
-                    skipped.append(f"{tar.name}:{s.key}")
-                    continue
-                columns["key"].append(s.key)
-                columns["tar"].append(t)
-                columns["ext"].append(image.ext)
-                columns["off"].append(image.offset)
-                columns["size"].append(image.size)
-                columns["loff"].append(-1 if label is None else label.offset)
-                columns["lsize"].append(-1 if label is None else label.size)
-        if not columns["key"]:
+        parts = [_index_columns(tar, index_file(tar, progress=progress)) for tar in tars]
+        keys = [k for p in parts for k in p["key"]]
+        if not keys:
             raise ValueError(f"{spec}: the shards hold no image members (extensions {', '.join(IMAGE_EXTS)})")
-        return cls(root=str(spec), tars=tars, keys=list(columns["key"]), sample_keys=columns["key"],
-                   tar_ids=np.asarray(columns["tar"], np.int32), image_exts=columns["ext"],
-                   image_offsets=np.asarray(columns["off"], np.int64), image_sizes=np.asarray(columns["size"], np.int64),
-                   label_offsets=np.asarray(columns["loff"], np.int64),
-                   label_sizes=np.asarray(columns["lsize"], np.int64), skipped=skipped)
+        column = lambda name, dtype: np.concatenate([np.asarray(p[name], dtype) for p in parts])  # noqa: E731
+        return cls(root=str(spec), tars=tars, keys=list(keys), sample_keys=keys,
+                   tar_ids=np.concatenate([np.full(len(p["key"]), t, np.int32) for t, p in enumerate(parts)]),
+                   image_exts=[e for p in parts for e in p["ext"]], image_offsets=column("off", np.int64),
+                   image_sizes=column("size", np.int64), label_offsets=column("loff", np.int64),
+                   label_sizes=column("lsize", np.int64), skipped=[k for p in parts for k in p["skipped"]])
 
     def with_store_keys(self, store_keys) -> ShardSet:
         """A copy whose ``keys`` are the store keys the samples match (:mod:`dali_relabel.shards.keys`); samples
@@ -119,27 +101,36 @@ class ShardSet:
 
     @property
     def labels(self) -> list[int]:
-        """Each sample's class index from its ``.cls`` member (-1 without one); read on first use."""
+        """Each sample's class index from its ``.cls`` member (-1 without one); read on first use (one small read
+        per sample, in every tar: the loaders ask only when they need them)."""
         if self._labels is None:
-            self._labels = self._read_labels()
+            self._labels = self.read_labels(np.arange(len(self))).tolist()
         return self._labels
 
-    def _read_labels(self) -> list[int]:
-        labels = np.full(len(self), -1, np.int64)
-        for t in np.unique(self.tar_ids[self.label_offsets >= 0]).tolist():
-            members = np.flatnonzero((self.tar_ids == t) & (self.label_offsets >= 0))
+    def read_labels(self, samples) -> np.ndarray:
+        """[len(samples)] int64 class indices of ``samples`` from their ``.cls`` members (-1 without one).
+
+        Raises:
+            ValueError: a ``.cls`` member that is not a class index in ASCII digits (the message names it).
+        """
+        samples = np.asarray(samples, np.int64)
+        labels = np.full(len(samples), -1, np.int64)
+        have = self.label_offsets[samples] >= 0
+        for t in np.unique(self.tar_ids[samples[have]]).tolist():
+            where = np.flatnonzero(have & (self.tar_ids[samples] == t))
             fd = os.open(self.tars[t], os.O_RDONLY)
             try:
-                for i in members.tolist():
+                for j in where.tolist():
+                    i = int(samples[j])
                     raw = os.pread(fd, int(self.label_sizes[i]), int(self.label_offsets[i]))
                     try:
-                        labels[i] = int(raw.decode("ascii").strip())
+                        labels[j] = int(raw.decode("ascii").strip())
                     except (UnicodeDecodeError, ValueError):
                         raise ValueError(f"{self.tars[t]}: {self.sample_keys[i]}.cls holds {raw[:20]!r}, not a class "
                                          f"index in ASCII digits (webdataset's .cls convention)") from None
             finally:
                 os.close(fd)
-        return labels.tolist()
+        return labels
 
     def member(self, i: int) -> SampleEntry:
         """Sample ``i``'s image member, as an index entry."""
@@ -164,27 +155,79 @@ class ShardSet:
         return [f"{names[t]}\t{k}" for t, k in zip(self.tar_ids.tolist(), self.keys)]
 
 
-def tar_samples(tar: Path, *, progress: bool = True) -> list[SampleEntry]:
-    """A tar's samples, from its index file, or (none there) from an index built once into the cache."""
+def index_file(tar: Path, *, progress: bool = True) -> Path:
+    """A tar's index file: next to it (DALI's ``wds2idx`` name), or one built once into the cache."""
     index = index_path_for(tar)
-    size = tar.stat().st_size
     if index.is_file():
-        samples = read_index(index)
-        check_index_fits(index, samples, size)
-        return samples
+        return index
     st = tar.stat()
     ident = f"{tar.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()
     cached = cache_root() / "shard_index" / f"{hashlib.sha256(ident).hexdigest()[:32]}.idx"
-    if cached.is_file():
-        return read_index(cached)
-    if progress:
-        print(f"dali_relabel: {tar} has no index file ({index.name}); scanning it once (cached in {cached.parent}; "
-              f"`dali-relabel shard --index-only` writes them next to the shards)", file=sys.stderr)
-    samples = scan_tar(tar)
-    if not samples:
-        raise ValueError(f"{tar}: the tar holds no samples")
-    atomic_write_bytes(cached, format_index(samples).encode())
-    return samples
+    if not cached.is_file():
+        if progress:
+            print(f"dali_relabel: {tar} has no index file ({index.name}); scanning it once (cached in "
+                  f"{cached.parent}; `dali-relabel shard --index-only` writes them next to the shards)",
+                  file=sys.stderr)
+        samples = scan_tar(tar)
+        if not samples:
+            raise ValueError(f"{tar}: the tar holds no samples")
+        atomic_write_bytes(cached, format_index(samples).encode())
+    return cached
 
 
-__all__ = ["IMAGE_EXTS", "LABEL_EXT", "ShardSet", "tar_samples"]
+def _index_columns(tar: Path, index: Path) -> dict:
+    """The image (and ``.cls``) member of every sample ``index`` lists, as columns. A fast path: anything that looks
+    wrong is handed to ``index.read_index``, which raises naming the line."""
+    cols: dict = {name: [] for name in ("key", "ext", "off", "size", "loff", "lsize", "skipped")}
+    try:
+        with open(index, encoding="utf-8") as f:
+            head = f.readline().split()
+            lines = f.read().splitlines()
+        ok = len(head) == 2 and head[0] == INDEX_VERSION and head[1].isdigit() and int(head[1]) == len(lines)
+        for line in lines if ok else ():
+            fields = line.split()
+            if not fields or len(fields) % 4:
+                ok = False
+                break
+            image = label = None
+            for i in range(0, len(fields), 4):
+                low = fields[i].lower()
+                if image is None and low in IMAGE_EXTS:
+                    image = fields[i:i + 4]
+                elif label is None and low == LABEL_EXT:
+                    label = fields[i:i + 4]
+            first = image or fields[:4]
+            key = first[3][:len(first[3]) - len(first[0]) - 1]
+            if first[3] != f"{key}.{first[0]}" or (label is not None and label[3] != f"{key}.{label[0]}"):
+                ok = False
+                break
+            if image is None:
+                cols["skipped"].append(f"{tar.name}:{key}")
+                continue
+            cols["key"].append(key)
+            cols["ext"].append(image[0])
+            cols["off"].append(image[1])
+            cols["size"].append(image[2])
+            cols["loff"].append(label[1] if label else "-1")
+            cols["lsize"].append(label[2] if label else "-1")
+        if ok:
+            for name in ("off", "size", "loff", "lsize"):
+                cols[name] = np.asarray(cols[name] or ["0"][:0], dtype=object).astype(np.int64)
+            # (DALI takes each component's extension from the index, so a key with a dot reads fine.)
+            ok = not (cols["off"] % TAR_BLOCK).any()
+    except (ValueError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        read_index(index)    # raises, naming the line
+        raise ValueError(f"{index}: not a webdataset index DALI reads (regenerate it with DALI's wds2idx)")
+    ends = np.maximum(cols["off"] + cols["size"], cols["loff"] + cols["lsize"])
+    size = tar.stat().st_size
+    if len(ends) and ends.max() > size:
+        i = int(np.argmax(ends > size))
+        raise ValueError(f"{index}: member {cols['key'][i]}.{cols['ext'][i]} ends at byte {int(ends[i])} but the tar "
+                         f"has {size} bytes: the index belongs to another version of the archive; regenerate it "
+                         f"(DALI's wds2idx, or delete it and the loader rebuilds it)")
+    return cols
+
+
+__all__ = ["IMAGE_EXTS", "LABEL_EXT", "ShardSet", "index_file"]

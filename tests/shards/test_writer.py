@@ -125,3 +125,28 @@ def test_verify_names_samples_without_maps_and_keys_without_samples(small_demo, 
     assert f"[unsharded-key] coins/{dropped.name}: store key is in no shard" in out
     assert "[undecodable] " in out and "rocket/00010.jpg" in out
     assert "FAILED: 3 problem(s)" in out
+
+
+def test_labels_are_read_only_when_needed_and_checked_by_verify(small_demo, tmp_path, capsys):
+    """A loader with a store never reads the .cls members (one read per sample in every tar); verify compares them
+    with the store's labels."""
+    from shard_util import shard_loader
+
+    listing = ImageList.from_folder(small_demo.images)
+
+    def shards(name, cls_of):
+        (tmp_path / name).mkdir()
+        with webdataset.TarWriter(str(tmp_path / name / "w-000000.tar")) as sink:
+            for i, (key, label) in enumerate(zip(listing.keys, listing.labels)):
+                sink.write({"__key__": key[:-4], "jpg": (small_demo.images / key).read_bytes(), "cls": cls_of(i, label)})
+        return tmp_path / name
+
+    garbage = shards("garbage", lambda i, label: b"not a number" if i == 0 else str(label).encode())
+    assert len(shard_loader(small_demo, garbage).data) == 24     # constructed: no .cls read
+    assert cli_main(["verify", str(small_demo.labels), "--shards", str(garbage), "--no-decode", "--quiet"]) == 1
+    assert f"{listing.keys[0][:-4]}.cls holds b'not a number', not a class index" in capsys.readouterr().out
+    wrong = shards("wrong", lambda i, label: str((label + (i == 1)) % 10).encode())
+    assert cli_main(["verify", str(small_demo.labels), "--shards", str(wrong), "--no-decode", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"[label-mismatch] {wrong / 'w-000000.tar'}:{listing.keys[1][:-4]}.jpg: .cls says " in out
+    assert "FAILED: 1 problem(s)" in out

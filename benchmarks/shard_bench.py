@@ -7,8 +7,9 @@ by ``dali-relabel shard`` (``fn.readers.webdataset`` reading the loader's per-ep
   loader    ReLabelLoader: read + decode + random-resized-crop to 224 + flip + normalize + ReLabel targets (C=1000)
   reader    the reader alone (encoded bytes to the host, nothing decoded): what the storage layout changes
 
-Each epoch is timed in its steady state (after its first 4 batches); the ratio shards ÷ folder is the median of
-the per-round ratios. The images are local (page cache): the numbers say what the shard path costs or saves in
+Each epoch is timed in its steady state (after its first 4 batches): images/s of wall time, and the process's CPU
+time per image (all DALI threads; what each image costs, which a machine shared with other jobs disturbs less than
+it disturbs wall time). Ratios shards ÷ folder are medians of the per-round ratios. The images are local (page cache): the numbers say what the shard path costs or saves in
 CPU work; on network storage, where one read per image is what hurts, shards read whole files in turn instead.
 
     python benchmarks/shard_bench.py [--images 2560] [--rounds 7] [--shard-size 256] [--quick] [--json PATH]
@@ -35,17 +36,18 @@ from dali_relabel.shards.writer import write_shards
 SKIP_BATCHES = 4
 
 
-def steady_rate(batch_sizes, skip: int = SKIP_BATCHES) -> float:
-    """Images/s of one epoch after its first ``skip`` batches."""
-    n, t0 = 0, None
+def steady_rate(batch_sizes, skip: int = SKIP_BATCHES) -> tuple[float, float]:
+    """``(images/s, CPU ms per image)`` of one epoch after its first ``skip`` batches. The CPU time is the whole
+    process's (all DALI threads), so it says what each image costs however loaded the machine is."""
+    n, t0, c0 = 0, None, None
     for i, size in enumerate(batch_sizes):
         if i == skip - 1:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
         elif i >= skip:
             n += size
     if t0 is None or n == 0:
         raise ValueError(f"an epoch needs more than {skip} batches; use more --images")
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / n
 
 
 def loader_epochs(images, labels, args, bank_dir):
@@ -122,17 +124,26 @@ def measure(args, work: Path) -> int:
         for _ in run():
             pass
     rates = {name: [] for name in runners}
+    cpu = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, run in runners.items():
-            rates[name].append(steady_rate(run()))
+            rate, ms = steady_rate(run())
+            rates[name].append(rate)
+            cpu[name].append(ms)
     rows = []
     for what in ("loader", "reader"):
         a, b = rates[f"{what}/shards"], rates[f"{what}/folder"]
         ratios = [x / y for x, y in zip(a, b)]
+        cpu_ratios = [x / y for x, y in zip(cpu[f"{what}/shards"], cpu[f"{what}/folder"])]
         rows.append({"what": what, "folder_img_per_s": statistics.median(b), "shards_img_per_s": statistics.median(a),
                      "shards_vs_folder": statistics.median(ratios),
                      "quartiles": statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios,
-                     "runs": {"folder": b, "shards": a}})
+                     "folder_cpu_ms_per_img": statistics.median(cpu[f"{what}/folder"]),
+                     "shards_cpu_ms_per_img": statistics.median(cpu[f"{what}/shards"]),
+                     "cpu_shards_vs_folder": statistics.median(cpu_ratios),
+                     "cpu_quartiles": statistics.quantiles(cpu_ratios, n=4) if len(cpu_ratios) > 1 else cpu_ratios,
+                     "runs": {"folder": b, "shards": a, "folder_cpu_ms": cpu[f"{what}/folder"],
+                              "shards_cpu_ms": cpu[f"{what}/shards"]}})
     config = {"device": "cpu", "batch": args.batch, "threads": args.threads, "images": data.num_images,
               "image_size": list(data.image_size), "jpeg_quality": 90, "num_classes": 1000,
               "shards": len(report.shards), "shard_size": args.shard_size, "rounds": args.rounds,
@@ -142,7 +153,10 @@ def measure(args, work: Path) -> int:
     path = write_result("shard_bench", {"device": "cpu", "config": config, "rows": rows}, args.json)
     print(markdown_table(rows, [("what", "what", ""), ("folder_img_per_s", "ImageFolder img/s", ".0f"),
                                 ("shards_img_per_s", "shards img/s", ".0f"),
-                                ("shards_vs_folder", "shards ÷ folder", ".3f")]))
+                                ("shards_vs_folder", "shards ÷ folder (img/s)", ".3f"),
+                                ("folder_cpu_ms_per_img", "ImageFolder CPU ms/img", ".3f"),
+                                ("shards_cpu_ms_per_img", "shards CPU ms/img", ".3f"),
+                                ("cpu_shards_vs_folder", "shards ÷ folder (CPU/img)", ".3f")]))
     print(f"written: {path}")
     return 0
 

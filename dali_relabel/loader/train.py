@@ -28,8 +28,10 @@ class ReLabelLoader(EpochLoader):
     ``loader.sampler.set_epoch``) for scripts written for ``DistributedSampler``.
 
     Args:
-        images: an ImageFolder-style root (``<root>/<class>/<image>``) or a text file listing image paths
-            (relative to the file's directory, optionally followed by a label).
+        images: an ImageFolder-style root (``<root>/<class>/<image>``), a text file listing image paths
+            (relative to the file's directory, optionally followed by a label), or webdataset shards (a directory of
+            ``.tar`` files, ``train-{000000..000127}.tar``, a glob, a wids ``shardindex.json`` or a list of tar
+            paths; epochs are then read tar by tar: docs/SHARDS.md).
         store: the label store (a ``LabelStore``, or its path or fsspec URL) holding a map for each image,
             matched by relative path. (``labels=`` is its deprecated name.)
         batch_size: images per batch (per process when distributed), a positive int.

@@ -29,7 +29,8 @@ class ReLabelValLoader(EpochLoader):
     count ``valid`` images (``labels[valid]``) for exact metrics under DDP.
 
     Args:
-        images: an ImageFolder-style root or an image list (as for ``ReLabelLoader``).
+        images: an ImageFolder-style root, an image list or webdataset shards (as for ``ReLabelLoader``; shards
+            are read in their stored order, labels without a store from their ``.cls`` members).
         store: the label store of these images (path, URL or ``LabelStore``), or None: labels are then the class
             folders' indices (or the list's labels).
         batch_size: images per batch (per process), a positive int.

@@ -103,7 +103,9 @@ def slow_label_pool(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end,
     if output == "logits":
         return z
     if label_type.endswith("single"):
-        return np.eye(num_classes)[np.argmax(z)]  # first maximum, like torch.argmax
+        one_hot = np.zeros(num_classes)
+        one_hot[np.argmax(z)] = 1.0  # first maximum, like torch.argmax
+        return one_hot
     z = z / temperature
     e = np.exp(z - z.max())
     return e / e.sum()

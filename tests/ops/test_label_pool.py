@@ -12,6 +12,8 @@ from label_pool_cases import (
     BAD_INPUTS,
     SCORE_CLASS_DTYPES,
     assert_close,
+    far_edge_batch,
+    far_edge_non_square_batch,
     good_sample,
     make_batch,
     run_once,
@@ -170,6 +172,35 @@ def test_logits_are_linear_in_the_region():
     top = run_once([s], [c], [f(0.0, 0.25)], [f(0.25, 0.75)], output="logits")[0]
     bottom = run_once([s], [c], [f(0.25, 0.25)], [f(0.5, 0.75)], output="logits")[0]
     np.testing.assert_allclose(whole, 0.5 * top + 0.5 * bottom, atol=1e-6)
+
+
+@pytest.mark.parametrize("transpose_box", [False, True])
+def test_boxes_at_the_far_edge_match_torchvision(label_pool_runner, transpose_box):
+    scores, classes, starts, ends = far_edge_batch()
+    out = label_pool_runner(num_classes=50, transpose_box=transpose_box)(scores, classes, starts, ends)
+    if not transpose_box:
+        assert_close(out, torchvision_reference(scores, classes, starts, ends, 50))
+    ref = np.stack([slow_label_pool(*x, 50, transpose_box=transpose_box) for x in zip(scores, classes, starts, ends)])
+    assert_close(out, ref)
+
+
+def test_sample_exactly_on_the_far_edge_with_the_official_geometry(label_pool_runner):
+    batch = far_edge_non_square_batch()
+    out = label_pool_runner(num_classes=50, transpose_box=True, output="logits")(*batch)
+    ref = np.stack([slow_label_pool(*x, 50, output="logits", transpose_box=True) for x in zip(*batch)])
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_softmax_when_every_class_is_touched():
+    """num_classes == K and all logits near -120: no implicit zero logit, so the softmax's max must
+    be the largest stored logit (starting it at 0 would underflow every term to 0: NaN)."""
+    k = 5
+    s = np.full((4, 4, k), -120.0, np.float32) + np.arange(k, dtype=np.float32) * 0.5
+    c = np.broadcast_to(np.arange(k, dtype=np.int32), (4, 4, k)).copy()
+    a, b = np.array([0.1, 0.2], np.float32), np.array([0.8, 0.9], np.float32)
+    out = run_once([s], [c], [a], [b], num_classes=k)[0]
+    assert np.all(np.isfinite(out)) and abs(out.sum() - 1) < 1e-6
+    assert_close(out, slow_label_pool(s, c, a, b, k))
 
 
 def test_ties_in_single_labels_go_to_the_lowest_class():

@@ -1,6 +1,6 @@
 """fn.relabel.lookup: gathers label maps from a serving bank (CPU; GPU tests skip without CUDA).
 
-Banks are written here directly with numpy (np.save + bank.json, the format in CONTEXT/FORMAT),
+Banks are written directly with numpy (bank_util.write_bank: np.save + bank.json, the format in FORMAT),
 independently of dali_relabel.LabelBank, and every output is compared with numpy indexing. The
 operator reads only the three .npy files; bank.json is the Python LabelBank's.
 """
@@ -14,31 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bank_util import write_bank
 from conftest import LabelPoolRunner, requires_gpu
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nvidia.dali import fn, pipeline_def
-from reference import random_box, random_label_map
+from reference import random_box
 
 # --- bank files -----------------------------------------------------------------------------------
-
-
-def write_bank(path: Path, *, n: int = 12, h: int = 4, w: int = 5, k: int = 3, num_classes: int = 50,
-               class_dtype=np.int16, score_dtype=np.float16, seed: int = 0) -> dict[str, np.ndarray]:
-    """Writes a bank directory (scores/classes/labels .npy + bank.json); returns its arrays."""
-    rng = np.random.default_rng(seed)
-    maps = [random_label_map(rng, h, w, k, num_classes, score_dtype, class_dtype) for _ in range(n)]
-    scores = np.stack([m[0] for m in maps]) if n else np.zeros((0, h, w, k), score_dtype)
-    classes = np.stack([m[1] for m in maps]) if n else np.zeros((0, h, w, k), class_dtype)
-    labels = rng.integers(-1, num_classes, size=n).astype(np.int32)
-    path.mkdir(parents=True, exist_ok=True)
-    np.save(path / "scores.npy", scores)
-    np.save(path / "classes.npy", classes)
-    np.save(path / "labels.npy", labels)
-    info = {"format": "dali_relabel.bank", "version": 1, "num_samples": n, "height": h, "width": w, "k": k,
-            "num_classes": num_classes}
-    (path / "bank.json").write_text(json.dumps(info, indent=1))
-    return {"scores": scores, "classes": classes, "labels": labels}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = ("IoU between random-resized crops and the object box: histogram PNG and the fractions IoU < 0.5 and "
         "IoU = 0 (the paper's motivation figure); with label maps, the ReLabel target's confidence against that IoU "
@@ -22,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="crop area range, as in training (default 0.08 1)")
     p.add_argument("--aspect", type=float, nargs=2, default=(3 / 4, 4 / 3), metavar=("MIN", "MAX"),
                    help="crop aspect ratio range, as in training (default 3/4 4/3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
     p.add_argument("--max-images", type=int, metavar="N", help="use the first N images (sorted keys)")
     p.add_argument("--num-images", type=int, default=320, help="size of the built-in demo dataset")
     p.add_argument("--data-dir", help="where to build the built-in dataset (default: the dali_relabel cache)")
@@ -38,49 +37,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def demo_boxes(demo) -> dict:
-    """The demo's labelled object per image (the folder class), like ImageNet's boxes of the labelled class."""
-    import numpy as np
-
-    out = {}
-    for key, objects in demo.objects.items():
-        label = demo.class_names.index(key.split("/")[0])
-        out[key] = np.array([o["box"] for o in objects if o["class"] == label], np.float64)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from ..crop_stats import crop_iou_stats, load_boxes
 
+    from ..errors import UsageError
+
     if args.images and not args.boxes:
-        print("dali-relabel crop-stats: --images needs --boxes (object boxes per image, JSON); without --images the "
-              "built-in demo dataset and its known boxes are used", file=sys.stderr)
-        return 2
+        raise UsageError("--images needs --boxes (object boxes per image, JSON); without --images the built-in demo "
+                         "dataset and its known boxes are used")
     if args.crops < 1:
-        print(f"dali-relabel crop-stats: --crops must be >= 1, got {args.crops}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--crops must be >= 1, got {args.crops}")
     if args.labels and not args.images:
-        print("dali-relabel crop-stats: --labels goes with --images and --boxes (the built-in demo dataset uses its "
-              "own label store)", file=sys.stderr)
-        return 2
-    if args.bins < 1 or not args.temperature > 0:
-        print(f"dali-relabel crop-stats: --bins must be >= 1 and --temperature > 0 (got {args.bins}, "
-              f"{args.temperature})", file=sys.stderr)
-        return 2
+        raise UsageError("--labels goes with --images and --boxes (the built-in demo dataset uses its own label "
+                         "store)")
+    if args.bins < 1:
+        raise UsageError(f"--bins must be >= 1, got {args.bins}")
+    if not args.temperature > 0:
+        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
     if args.images:
         images = args.images
-        try:
-            boxes = load_boxes(args.boxes, images)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"dali-relabel crop-stats: {e}", file=sys.stderr)
-            return 2
+        boxes = load_boxes(args.boxes, images)
         source = f"{images} with boxes from {args.boxes}"
         labels = args.labels
     else:
         from ..testing.demo_dataset import build_demo_dataset
 
         demo = build_demo_dataset(args.data_dir, num_images=args.num_images, progress=not args.quiet)
-        images, boxes, labels = demo.images, demo_boxes(demo), demo.labels
+        images, boxes, labels = demo.images, demo.labelled_boxes(), demo.labels
         source = f"demo dataset {demo.root} (labelled object's box)"
     if args.max_images:
         boxes = {k: boxes[k] for k in sorted(boxes)[:args.max_images]}
@@ -94,11 +77,7 @@ def run(args: argparse.Namespace) -> int:
     histogram(stats, args.out, title=f"{summary['images']} images x {summary['crops_per_image']} crops")
     print(f"histogram: {args.out}")
     if labels:
-        try:
-            summary["confidence"] = confidence(stats, labels, args)
-        except KeyError as e:
-            print(f"dali-relabel crop-stats: {e.args[0]}", file=sys.stderr)
-            return 2
+        summary["confidence"] = confidence(stats, labels, args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = ("write an ImageFolder (or image list) as webdataset .tar shards with DALI index files and a wids "
         "shardindex.json, shuffled; resumable (docs/SHARDS.md)")
@@ -27,22 +26,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shards.writer import ShardWriteError, write_missing_indexes, write_shards
+    from ..errors import UsageError
+    from ..shards.writer import write_missing_indexes, write_shards
 
-    try:
-        if args.index_only:
-            written = write_missing_indexes(args.out)
-            print(f"wrote {len(written)} index files in {args.out}")
-            return 0
-        if not args.images:
-            print("dali-relabel shard: --images DIR is required (or --index-only)", file=sys.stderr)
-            return 2
-        report = write_shards(args.images, args.out, max_count=args.max_count,
-                              max_bytes=int(args.max_size * (1 << 20)), seed=args.seed, shuffle=not args.no_shuffle,
-                              prefix=args.prefix, progress=not args.quiet)
-    except (ShardWriteError, FileNotFoundError, ValueError) as e:
-        print(f"dali-relabel shard: {e}", file=sys.stderr)
-        return 2
+    if args.index_only:
+        written = write_missing_indexes(args.out)
+        print(f"wrote {len(written)} index files in {args.out}")
+        return 0
+    if not args.images:
+        raise UsageError("--images DIR is required (or --index-only)")
+    report = write_shards(args.images, args.out, max_count=args.max_count, max_bytes=int(args.max_size * (1 << 20)),
+                          seed=args.seed, shuffle=not args.no_shuffle, prefix=args.prefix, progress=not args.quiet)
     kept = f" ({report.kept} kept from an earlier run)" if report.kept else ""
     print(f"{report.samples} images in {len(report.shards)} shards in {report.out}: {report.shards[0]} .. "
           f"{report.shards[-1]}, {report.bytes / 2**20:.1f} MiB, {report.seconds:.1f} s{kept}")

@@ -3,10 +3,10 @@ dali-relabel show has a colour bar for its heatmaps."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +14,9 @@ from PIL import Image
 
 from dali_relabel import LabelStore
 from dali_relabel.cli import main
-from dali_relabel.cli.crop_stats import demo_boxes
 from dali_relabel.cli.show import HEATMAP_LABEL, show_figure
 from dali_relabel.crop_stats import confidence_by_iou, crop_confidence, crop_iou_stats, load_boxes
+from dali_relabel.label_view import LabelView
 from dali_relabel.testing.demo_dataset import build_demo_dataset
 
 
@@ -35,7 +35,7 @@ def test_crop_stats_draws_the_confidence_of_supervision_on_the_demo(tmp_path, ca
     drawn(png)
     got = json.loads(js.read_text())["confidence"]
     demo = build_demo_dataset(tmp_path / "data", num_images=6, progress=False)
-    stats = crop_iou_stats(demo.images, demo_boxes(demo), crops=40, seed=2, progress=False)
+    stats = crop_iou_stats(demo.images, demo.labelled_boxes(), crops=40, seed=2, progress=False)
     conf = crop_confidence(stats, LabelStore.open(str(demo.labels)))
     curve = confidence_by_iou(stats.iou, conf, bins=5)
     assert got["iou_bin_edges"] == curve["iou_bin_edges"] and got["crops"] == curve["crops"]
@@ -81,9 +81,10 @@ def test_show_has_a_colour_bar_for_the_heatmaps():
     rng = np.random.default_rng(0)
     image = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
     heat = rng.random((3, 30, 40))
-    args = argparse.Namespace(key="k.jpg", box=[0.1, 0.1, 0.9, 0.9])
-    fig = show_figure(image, heat, np.array([2, 0, 1]), np.array([0.2, 0.3, 0.5]), ["a", "b", "c"], args,
-                      np.array([0.1, 0.2, 0.7]))
+    view = LabelView(key="k.jpg", path=Path("k.jpg"), image=image, names=["a", "b", "c"], ranked=np.array([2, 0, 1]),
+                     whole=np.array([0.2, 0.3, 0.5]), heat=heat, box=(0.1, 0.1, 0.9, 0.9),
+                     target=np.array([0.1, 0.2, 0.7]))
+    fig = show_figure(view)
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1 and bars[0].get_ylabel() == HEATMAP_LABEL
     assert bars[0].get_ylim() == (0.0, 1.0)

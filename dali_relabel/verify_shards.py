@@ -1,31 +1,42 @@
 """``dali-relabel verify STORE --shards SPEC``: every sample of some webdataset shards has a label map.
 
 Checks, each problem named by the sample (``<tar>:<member>``) or the store key: the shards and their index files
-are readable and agree; every sample has an image member and matches exactly one store key
-(``dali_relabel.shards.keys``); no store key is matched twice, and (reported too) none is in no shard; a ``.cls``
-label agrees with the store's label; every image decodes with DALI's CPU decoder (``decode``).
+are readable and agree (each damaged or truncated shard is named, the others still checked); every sample has an
+image member and matches exactly one store key (``dali_relabel.shards.keys``); no store key is matched twice, and
+(reported too) none is in no shard; a ``.cls`` label agrees with the store's label; every image decodes with DALI's
+CPU decoder (``decode``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .errors import ShardError
 from .shards import ShardSet, match_sample_keys
 from .store import LabelStore
 from .verify import Problem
 
 
 def verify_shards(store: LabelStore, spec, *, decode: bool = True, progress: bool = True) -> list[Problem]:
-    """The problems of the shards ``spec`` names against ``store`` (empty: all good)."""
+    """The problems of the shards ``spec`` names against ``store`` (empty: all good).
+
+    A damaged shard (truncated, a broken header, a stale index) is one problem; the others are still checked.
+
+    Raises:
+        ShardsNotFoundError: ``spec`` names no existing shard. ShardError: ``spec`` is not a shard specification
+            (e.g. a JSON file that is not a wids shard index).
+    """
+    damaged: list[str] = []
     try:
-        shards = ShardSet.open(spec, progress=progress)
-    except (OSError, ValueError) as e:
-        return [Problem("shards", None, str(e))]
-    problems = [Problem("no-image", key, "shard sample has no image member") for key in shards.skipped]
+        shards = ShardSet.open(spec, progress=progress, damaged=damaged)
+    except ShardError as e:   # (ShardsNotFoundError, a wrong specification, raises: nothing to check)
+        return [Problem("damaged-shard", None, m) for m in damaged] + [Problem("shards", None, str(e))]
+    problems = [Problem("damaged-shard", None, m) for m in damaged]
+    problems += [Problem("no-image", key, "shard sample has no image member") for key in shards.skipped]
     store_keys = store.keys.tolist()
     try:
         rows = match_sample_keys(shards.sample_keys, store_keys)
-    except ValueError as e:
+    except ShardError as e:
         return problems + [Problem("ambiguous-key", None, str(e))]
     where = [shards.location(i) for i in range(len(shards))]
     problems += [Problem("missing-map", where[i], f"sample key {shards.sample_keys[i]!r} matches no store key")
@@ -49,7 +60,7 @@ def verify_shards(store: LabelStore, spec, *, decode: bool = True, progress: boo
 def _check_labels(shards: ShardSet, rows: np.ndarray, store: LabelStore, where: list[str]) -> list[Problem]:
     try:
         labels = np.asarray(shards.labels)
-    except ValueError as e:
+    except ShardError as e:
         return [Problem("label", None, str(e))]
     stored = store.labels
     out = []

@@ -85,30 +85,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def confidence(stats, labels, args: argparse.Namespace) -> dict:
-    """The confidence of supervision: each crop's ReLabel target max probability, binned by IoU; drawn and printed.
-
-    Raises:
-        KeyError: images without a map in the store (the message names them).
-    """
-    import numpy as np
-
-    from ..crop_stats import confidence_by_iou, crop_confidence, plot_confidence
+    """The confidence of supervision (:func:`~dali_relabel.crop_stats.confidence_summary`): drawn and printed."""
+    from ..crop_stats import confidence_summary, plot_confidence
     from ..store import LabelStore
 
-    store = LabelStore.open(str(labels))
-    conf = crop_confidence(stats, store, temperature=args.temperature)
-    curve = confidence_by_iou(stats.iou, conf, bins=args.bins)
-    low, high = conf[stats.iou < 0.5], conf[stats.iou >= 0.5]
-    mean = lambda v: float(v.mean()) if v.size else None  # noqa: E731
-    # JSON has no NaN: an empty bin's mean is null.
-    curve["mean_confidence"] = [None if np.isnan(m) else m for m in curve["mean_confidence"]]
-    out = {"store": str(labels), "temperature": args.temperature, "num_classes": store.num_classes,
-           "mean_confidence_all": float(conf.mean()), "mean_confidence_iou_below_0.5": mean(low),
-           "mean_confidence_iou_from_0.5": mean(high), **curve}
+    conf, out = confidence_summary(stats, LabelStore.open(str(labels)), temperature=args.temperature, bins=args.bins)
     title = f"confidence of supervision: {conf.shape[0]} images x {conf.shape[1]} crops, T={args.temperature:g}"
     plot_confidence(stats.iou, conf, args.confidence_out, bins=args.bins, title=title)
     text = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-    print(f"ReLabel target confidence (max probability): mean {np.mean(conf):.3f}; "
+    print(f"ReLabel target confidence (max probability): mean {out['mean_confidence_all']:.3f}; "
           f"{text(out['mean_confidence_iou_below_0.5'])} for crops with IoU < 0.5, "
           f"{text(out['mean_confidence_iou_from_0.5'])} for IoU >= 0.5")
     print(f"confidence of supervision: {args.confidence_out}")

@@ -30,11 +30,16 @@ def run(args: argparse.Namespace) -> int:
     from ..shards.writer import write_missing_indexes, write_shards
 
     if args.index_only:
+        if args.images:
+            raise UsageError("--index-only writes the missing index files of the .tar files already in --out; it "
+                             "reads no --images (drop one of the two)")
         written = write_missing_indexes(args.out)
         print(f"wrote {len(written)} index files in {args.out}")
         return 0
     if not args.images:
         raise UsageError("--images DIR is required (or --index-only)")
+    if not args.max_size > 0:
+        raise UsageError(f"--max-size must be > 0 (MiB), got {args.max_size}")
     report = write_shards(args.images, args.out, max_count=args.max_count, max_bytes=int(args.max_size * (1 << 20)),
                           seed=args.seed, shuffle=not args.no_shuffle, prefix=args.prefix, progress=not args.quiet)
     kept = f" ({report.kept} kept from an earlier run)" if report.kept else ""

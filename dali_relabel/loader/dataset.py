@@ -155,7 +155,8 @@ def _match_rows(imgs: ImageList | ShardSet, store: LabelStore, missing: str) -> 
     rows = np.array([index.get(k, -1) for k in imgs.keys], np.int64)
     absent = np.flatnonzero(rows < 0)
     if len(absent):
-        names = [imgs.keys[i] for i in absent[:10]]
+        # (Shards: the sample's tar and member, which is what a user can find.)
+        names = [imgs.location(i) if isinstance(imgs, ShardSet) else imgs.keys[i] for i in absent[:10].tolist()]
         if missing == "error":
             how = (" (a shard sample's __key__ matches the store key without its extension, or a file name: "
                    "docs/SHARDS.md)" if isinstance(imgs, ShardSet) else "")
@@ -165,7 +166,11 @@ def _match_rows(imgs: ImageList | ShardSet, store: LabelStore, missing: str) -> 
         # (Shards: read only these samples' .cls members, not every tar's.)
         labels = imgs.read_labels(absent) if isinstance(imgs, ShardSet) else np.array(imgs.labels)[absent]
         if (labels < 0).any():
-            raise ValueError("missing='onehot' needs a folder label for each image without a label map")
+            unlabelled = absent[labels < 0]
+            where = [imgs.location(i) if isinstance(imgs, ShardSet) else imgs.keys[i] for i in unlabelled[:5].tolist()]
+            what = "a .cls member" if isinstance(imgs, ShardSet) else "a class folder"
+            raise ValueError(f"missing='onehot' needs a class label for each image without a label map, but "
+                             f"{len(unlabelled)} have none ({what}), e.g. {', '.join(where)}: annotate them")
         rows[absent] = store.num_samples + labels
         print(f"{len(absent)} of {len(rows)} images have no label map; they get one-hot targets of their folder "
               f"label (e.g. {', '.join(names[:3])})", file=sys.stderr)

@@ -22,6 +22,8 @@ import tarfile
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import ShardError
+
 INDEX_VERSION = "v1.2"
 READABLE_VERSIONS = ("v1.2",)   # v1.0/v1.1 indexes carry no member names, hence no keys
 TAR_BLOCK = 512
@@ -69,7 +71,8 @@ def scan_tar(tar: str | os.PathLike) -> list[SampleEntry]:
     Regular members only; members whose file name starts with a dot (hidden) are left out, as DALI does.
 
     Raises:
-        ValueError: not a readable, uncompressed tar (DALI reads members at their offsets: no compression).
+        ShardError: not a readable, uncompressed tar (DALI reads members at their offsets: no compression), or a
+            truncated or damaged one (the message says where).
     """
     samples: list[SampleEntry] = []
     key, parts = None, []
@@ -86,12 +89,44 @@ def scan_tar(tar: str | os.PathLike) -> list[SampleEntry]:
                         samples.append(SampleEntry(key, tuple(parts)))
                     key, parts = k, []
                 parts.append(Component(ext, member.offset_data, member.size))
+            # Where the listing stopped: the end-of-archive blocks, or a header tarfile could not read (it stops
+            # there silently when that is not the first header).
+            stopped = archive.offset
     except tarfile.ReadError as e:
-        raise ValueError(f"{tar}: not an uncompressed tar archive ({e}); webdataset shards for DALI must be plain "
-                         f".tar files (DALI reads members at their offsets)") from None
+        raise ShardError(_unreadable(Path(tar), e)) from None
     if parts:
         samples.append(SampleEntry(key, tuple(parts)))
+    damaged = _first_nonzero_byte(Path(tar), stopped)
+    if damaged is not None:
+        raise ShardError(f"{tar}: damaged or truncated at byte {damaged} of {Path(tar).stat().st_size}: no valid "
+                         f"member header there, so the samples after it cannot be found ({len(samples)} before it); "
+                         f"copy the shard again, or write it again (`dali-relabel shard`)")
     return samples
+
+
+def _unreadable(tar: Path, error: tarfile.ReadError) -> str:
+    with open(tar, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")):
+        return (f"{tar}: a compressed tar; webdataset shards for DALI must be plain .tar files (DALI reads members "
+                f"at their offsets): decompress it")
+    if "unexpected end of data" in str(error):
+        return (f"{tar}: truncated: the file ({tar.stat().st_size} bytes) ends inside a member; copy the shard "
+                f"again, or write it again (`dali-relabel shard`)")
+    return (f"{tar}: not an uncompressed tar archive ({error}); webdataset shards for DALI must be plain .tar files "
+            f"(DALI reads members at their offsets)")
+
+
+def _first_nonzero_byte(path: Path, start: int) -> int | None:
+    """The offset of the first non-zero byte of ``path`` from ``start`` on (a tar ends in zero blocks), or None."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        while chunk := f.read(1 << 16):
+            stripped = chunk.lstrip(b"\0")
+            if stripped:
+                return start + len(chunk) - len(stripped)
+            start += len(chunk)
+    return None
 
 
 def write_index(path: str | os.PathLike, samples: Sequence[SampleEntry]) -> None:
@@ -119,33 +154,37 @@ def read_index(path: str | os.PathLike) -> list[SampleEntry]:
     """The samples an index file lists, in its order.
 
     Raises:
-        ValueError: not a version 1.2 index (the message says which line is wrong and how to regenerate it).
+        ShardError: not a version 1.2 index (the message says which line is wrong and how to regenerate it).
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        head = f.readline().split()
-        if len(head) != 2 or not head[0].startswith("v") or not head[1].isdigit():
-            raise ValueError(f"{path}: not a webdataset index (first line must be 'v1.2 <number of samples>')")
-        if head[0] not in READABLE_VERSIONS:
-            raise ValueError(f"{path}: index version {head[0]} has no member names (keys); regenerate it with "
-                             f"DALI's wds2idx or `dali-relabel shard --index-only`")
-        count = int(head[1])
-        samples = [_parse_line(path, number, line) for number, line in enumerate(f, start=2)]
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.readline().split()
+            if len(head) != 2 or not head[0].startswith("v") or not head[1].isdigit():
+                raise ShardError(f"{path}: not a webdataset index (first line must be 'v1.2 <number of samples>')")
+            if head[0] not in READABLE_VERSIONS:
+                raise ShardError(f"{path}: index version {head[0]} has no member names (keys); regenerate it with "
+                                 f"DALI's wds2idx or `dali-relabel shard --index-only`")
+            count = int(head[1])
+            samples = [_parse_line(path, number, line) for number, line in enumerate(f, start=2)]
+    except UnicodeDecodeError:
+        raise ShardError(f"{path}: not a webdataset index (not text); delete it (the loader rebuilds it) or "
+                         f"regenerate it with DALI's wds2idx") from None
     if len(samples) != count:
-        raise ValueError(f"{path}: the header says {count} samples but {len(samples)} lines follow")
+        raise ShardError(f"{path}: the header says {count} samples but {len(samples)} lines follow")
     return samples
 
 
 def _parse_line(path: Path, number: int, line: str) -> SampleEntry:
     fields = line.split()
     if not fields or len(fields) % 4:
-        raise ValueError(f"{path}: line {number} is not '<ext> <offset> <size> <name>' groups")
+        raise ShardError(f"{path}: line {number} is not '<ext> <offset> <size> <name>' groups")
     key, parts = None, []
     for i in range(0, len(fields), 4):
         ext, offset, size, name = fields[i:i + 4]
         k, e = split_name(name)
         if not (offset.isdigit() and size.isdigit()) or int(offset) % TAR_BLOCK or e != ext or key not in (None, k):
-            raise ValueError(f"{path}: line {number}: component {fields[i:i + 4]} is malformed (offset a multiple of "
+            raise ShardError(f"{path}: line {number}: component {fields[i:i + 4]} is malformed (offset a multiple of "
                              f"{TAR_BLOCK}, name '<key>.<ext>' with the sample's key)")
         key = k
         parts.append(Component(ext, int(offset), int(size)))

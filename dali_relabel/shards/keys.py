@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ShardError
+
 _AMBIGUOUS = -2
 
 
@@ -34,7 +36,7 @@ def match_sample_keys(sample_keys: Sequence[str], store_keys: Sequence[str]) -> 
     """Store row of every sample key (-1: none), by the rules of the module.
 
     Raises:
-        ValueError: a sample key matches several store keys (the message names them).
+        ShardError: a sample key matches several store keys (the message names them).
     """
     stems = [strip_extension(k) for k in store_keys]
     by_path = _unique_index(stems)
@@ -48,7 +50,7 @@ def match_sample_keys(sample_keys: Sequence[str], store_keys: Sequence[str]) -> 
     if len(bad):
         key = sample_keys[bad[0]]
         claims = [k for k, s in zip(store_keys, stems) if key in (s, s[s.rfind("/") + 1:])]
-        raise ValueError(f"shard sample key {key!r} matches several store keys ({', '.join(claims[:4])}): the "
+        raise ShardError(f"shard sample key {key!r} matches several store keys ({', '.join(claims[:4])}): the "
                          f"shards' keys cannot tell them apart; write the shards with path keys "
                          f"(`dali-relabel shard`) or give the images unique file names")
     return rows

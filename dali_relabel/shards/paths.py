@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import ShardError, ShardsNotFoundError
+
 WIDS_KIND = "wids-shard-index-v1"
 WIDS_INDEX_NAME = "shardindex.json"
 _BRACE = re.compile(r"\{([^{}]*)\}")
@@ -43,7 +45,7 @@ def is_shard_spec(images) -> bool:
     """Whether ``images`` names webdataset shards (rather than an ImageFolder root or an image list).
 
     Raises:
-        ValueError: a directory holding both class folders and ``.tar`` files (say which one is meant).
+        ShardError: a directory holding both class folders and ``.tar`` files (say which one is meant).
     """
     if isinstance(images, (list, tuple)):
         return True
@@ -59,7 +61,7 @@ def is_shard_spec(images) -> bool:
         return False
     folders = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
     if folders:
-        raise ValueError(f"{path} holds both .tar shards (e.g. {tars[0] if tars else WIDS_INDEX_NAME}) and folders "
+        raise ShardError(f"{path} holds both .tar shards (e.g. {tars[0] if tars else WIDS_INDEX_NAME}) and folders "
                          f"(e.g. {folders[0]}): pass the shards as '{path}/*.tar' or the images as an image list")
     return True
 
@@ -68,8 +70,8 @@ def shard_paths(spec) -> list[Path]:
     """The tar files ``spec`` names, in order (see the module).
 
     Raises:
-        FileNotFoundError: a named tar does not exist, or the specification names none.
-        ValueError: a JSON file that is not a wids shard index.
+        ShardsNotFoundError: a named tar does not exist, or the specification names none.
+        ShardError: a JSON file that is not a wids shard index.
     """
     if isinstance(spec, (list, tuple)):
         paths = [p for item in spec for p in shard_paths(item)]
@@ -88,10 +90,11 @@ def shard_paths(spec) -> list[Path]:
         else:
             paths = [path]
     if not paths:
-        raise FileNotFoundError(f"{spec}: names no .tar shards")
+        raise ShardsNotFoundError(f"{spec}: names no .tar shards (a directory of .tar files, a brace pattern "
+                                  f"'train-{{000000..000127}}.tar', a glob or a wids shardindex.json)")
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
-        raise FileNotFoundError(f"{len(absent)} of {len(paths)} shards do not exist, e.g. {', '.join(absent[:3])}")
+        raise ShardsNotFoundError(f"{len(absent)} of {len(paths)} shards do not exist, e.g. {', '.join(absent[:3])}")
     return paths
 
 
@@ -99,15 +102,15 @@ def _wids_paths(path: Path) -> list[Path]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable wids shard index ({e})") from None
+        raise ShardError(f"{path}: not a readable wids shard index ({e})") from None
     if not isinstance(meta, dict) or meta.get("__kind__") != WIDS_KIND or not isinstance(meta.get("shardlist"), list):
-        raise ValueError(f"{path}: not a wids shard index (expected {{'__kind__': '{WIDS_KIND}', 'shardlist': "
+        raise ShardError(f"{path}: not a wids shard index (expected {{'__kind__': '{WIDS_KIND}', 'shardlist': "
                          f"[{{'url': ..., 'nsamples': ...}}, ...]}})")
     out = []
     for entry in meta["shardlist"]:
         url = str(entry.get("url", "")) if isinstance(entry, dict) else ""
         if "://" in url and not url.startswith("file://"):
-            raise ValueError(f"{path}: shard {url} is remote; this loader reads local (or mounted) shards: copy them "
+            raise ShardError(f"{path}: shard {url} is remote; this loader reads local (or mounted) shards: copy them "
                              f"or mount the bucket")
         url = url.removeprefix("file://")
         out.append(Path(url) if os.path.isabs(url) else path.parent / url)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ShardError
 from ..fs import atomic_write_bytes, cache_root
 from ..image_folder import IMAGE_EXTENSIONS
 from .index import INDEX_VERSION, TAR_BLOCK, SampleEntry, format_index, index_path_for, read_index, scan_tar
@@ -62,20 +63,35 @@ class ShardSet:
         return len(self.keys)
 
     @classmethod
-    def open(cls, spec, *, progress: bool = True) -> ShardSet:
+    def open(cls, spec, *, progress: bool = True, damaged: list[str] | None = None) -> ShardSet:
         """The shards ``spec`` names (a directory, ``train-{000000..000127}.tar``, a glob, a wids
         ``shardindex.json``, or a list of those; see :mod:`dali_relabel.shards.paths`).
 
+        Args:
+            damaged: None: a damaged tar or index raises. A list: each one's message is appended to it and its
+                samples are left out (``verify --shards`` reports every damaged shard, and checks the others).
+
         Raises:
-            FileNotFoundError: missing shards. ValueError: unreadable tars or indexes, no images in the shards.
+            ShardsNotFoundError: missing shards. ShardError: damaged, truncated or compressed tars, unreadable or
+                stale indexes, no images in the shards.
         """
         tars = shard_paths(spec)
-        parts = [_index_columns(tar, index_file(tar, progress=progress)) for tar in tars]
+        parts, kept = [], []
+        for tar in tars:
+            try:
+                parts.append(_index_columns(tar, index_file(tar, progress=progress)))
+                kept.append(tar)
+            except ShardError as e:
+                if damaged is None:
+                    raise
+                damaged.append(str(e))
         keys = [k for p in parts for k in p["key"]]
         if not keys:
-            raise ValueError(f"{spec}: the shards hold no image members (extensions {', '.join(IMAGE_EXTS)})")
+            raise ShardError(f"{spec}: the shards hold no image members (extensions {', '.join(IMAGE_EXTS)})"
+                             + (f" that could be read ({len(tars) - len(kept)} damaged)" if len(kept) < len(tars)
+                                else ""))
         column = lambda name, dtype: np.concatenate([np.asarray(p[name], dtype) for p in parts])  # noqa: E731
-        return cls(root=str(spec), tars=tars, keys=list(keys), sample_keys=keys,
+        return cls(root=str(spec), tars=kept, keys=list(keys), sample_keys=keys,
                    tar_ids=np.concatenate([np.full(len(p["key"]), t, np.int32) for t, p in enumerate(parts)]),
                    image_exts=[e for p in parts for e in p["ext"]], image_offsets=column("off", np.int64),
                    image_sizes=column("size", np.int64), label_offsets=column("loff", np.int64),
@@ -86,7 +102,7 @@ class ShardSet:
         that match none keep their ``__key__``.
 
         Raises:
-            ValueError: a sample key matches several store keys, or two samples match the same store key.
+            ShardError: a sample key matches several store keys, or two samples match the same store key.
         """
         store_keys = list(store_keys)
         rows = match_sample_keys(self.sample_keys, store_keys)
@@ -94,7 +110,7 @@ class ShardSet:
         if (counts > 1).any():
             row = int(values[counts > 1][0])
             where = [self.location(i) for i in np.flatnonzero(rows == row)]
-            raise ValueError(f"store key {store_keys[row]} is matched by {len(where)} shard samples "
+            raise ShardError(f"store key {store_keys[row]} is matched by {len(where)} shard samples "
                              f"({', '.join(where[:3])}): an image is in the shards more than once")
         keys = [store_keys[r] if r >= 0 else k for r, k in zip(rows.tolist(), self.sample_keys)]
         return dataclasses.replace(self, keys=keys)
@@ -111,7 +127,7 @@ class ShardSet:
         """[len(samples)] int64 class indices of ``samples`` from their ``.cls`` members (-1 without one).
 
         Raises:
-            ValueError: a ``.cls`` member that is not a class index in ASCII digits (the message names it).
+            ShardError: a ``.cls`` member that is not a class index in ASCII digits (the message names it).
         """
         samples = np.asarray(samples, np.int64)
         labels = np.full(len(samples), -1, np.int64)
@@ -126,7 +142,7 @@ class ShardSet:
                     try:
                         labels[j] = int(raw.decode("ascii").strip())
                     except (UnicodeDecodeError, ValueError):
-                        raise ValueError(f"{self.tars[t]}: {self.sample_keys[i]}.cls holds {raw[:20]!r}, not a class "
+                        raise ShardError(f"{self.tars[t]}: {self.sample_keys[i]}.cls holds {raw[:20]!r}, not a class "
                                          f"index in ASCII digits (webdataset's .cls convention)") from None
             finally:
                 os.close(fd)
@@ -170,7 +186,7 @@ def index_file(tar: Path, *, progress: bool = True) -> Path:
                   file=sys.stderr)
         samples = scan_tar(tar)
         if not samples:
-            raise ValueError(f"{tar}: the tar holds no samples")
+            raise ShardError(f"{tar}: the tar holds no samples")
         atomic_write_bytes(cached, format_index(samples).encode())
     return cached
 
@@ -219,14 +235,15 @@ def _index_columns(tar: Path, index: Path) -> dict:
         ok = False
     if not ok:
         read_index(index)    # raises, naming the line
-        raise ValueError(f"{index}: not a webdataset index DALI reads (regenerate it with DALI's wds2idx)")
+        raise ShardError(f"{index}: not a webdataset index DALI reads (regenerate it with DALI's wds2idx)")
     ends = np.maximum(cols["off"] + cols["size"], cols["loff"] + cols["lsize"])
     size = tar.stat().st_size
     if len(ends) and ends.max() > size:
         i = int(np.argmax(ends > size))
-        raise ValueError(f"{index}: member {cols['key'][i]}.{cols['ext'][i]} ends at byte {int(ends[i])} but the tar "
-                         f"has {size} bytes: the index belongs to another version of the archive; regenerate it "
-                         f"(DALI's wds2idx, or delete it and the loader rebuilds it)")
+        raise ShardError(f"{tar}: member {cols['key'][i]}.{cols['ext'][i]} ends at byte {int(ends[i])} by its index "
+                         f"{index.name}, but the tar has {size} bytes: the tar is truncated (copy it again) or the "
+                         f"index belongs to another version of it (delete the index: the loader rebuilds it; or "
+                         f"DALI's wds2idx, `dali-relabel shard --index-only`)")
     return cols
 
 

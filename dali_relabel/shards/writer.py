@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidArgument, ShardsNotFoundError, ShardWriteError, storage_error
 from ..fs import atomic_write_text
-from ..image_folder import ImageList, list_images
-from .index import Component, SampleEntry, index_path_for, read_index, write_index
+from ..image_folder import ImageList, is_inside, list_images
+from .index import Component, SampleEntry, format_index, index_path_for, read_index, write_index
 from .keys import strip_extension
 from .paths import WIDS_INDEX_NAME, wids_index
 
@@ -37,10 +38,6 @@ MANIFEST = "dali_relabel_shards.json"
 MANIFEST_FORMAT = "dali_relabel.shards"
 MANIFEST_VERSION = 1
 _BLOCK = 512
-
-
-class ShardWriteError(ValueError):
-    """The images or the output directory cannot be written as asked (the message says what to do)."""
 
 
 @dataclasses.dataclass
@@ -78,14 +75,21 @@ def write_shards(images: str | os.PathLike, out: str | os.PathLike, *, max_count
 
     Raises:
         ShardWriteError: images whose names cannot be webdataset keys, an output directory in use.
-        FileNotFoundError: no images.
+        InvalidArgument: ``max_count``, ``max_bytes`` or ``prefix`` out of range; ``out`` inside ``images``.
+        FileNotFoundError: no images. StoreWriteError: the disk is full, read-only or forbidden (named).
     """
-    if max_count < 1 or max_bytes < 1:
-        raise ShardWriteError(f"max_count and max_bytes must be positive (got {max_count}, {max_bytes})")
-    if not prefix or "/" in prefix or "." in prefix:
-        raise ShardWriteError(f"prefix {prefix!r} must be a non-empty file name without '/' or '.'")
+    for name, value in (("max_count", max_count), ("max_bytes", max_bytes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidArgument(name, value, "must be an integer >= 1", where="write_shards")
+    if not isinstance(prefix, str) or not prefix or "/" in prefix or "." in prefix or prefix.strip() != prefix:
+        raise InvalidArgument("prefix", prefix, "must be a non-empty file name without '/', '.' or surrounding "
+                              "whitespace", where="write_shards")
     started = time.perf_counter()
     listing = _listing(images)
+    if is_inside(out, listing.root):
+        raise InvalidArgument("out", str(out), f"is inside the image folder {listing.root}: the shards would be "
+                              f"listed with the images (a class folder) on the next run; choose a directory outside "
+                              f"it", where="write_shards")
     keys, exts = _sample_names(listing)
     sizes = np.array([(listing.root / k).stat().st_size for k in listing.keys], np.int64)
     order = np.random.default_rng(seed).permutation(len(keys)) if shuffle else np.arange(len(keys))
@@ -108,7 +112,11 @@ def write_shards(images: str | os.PathLike, out: str | os.PathLike, *, max_count
         if tar.is_file() and _complete(tar, planned):
             kept += 1
         else:
-            _write_shard(tar, listing, members.tolist(), keys, exts)
+            try:
+                _write_shard(tar, listing, members.tolist(), keys, exts)
+            except OSError as e:
+                raise storage_error(e, doing=f"write shard {name}", path=out,
+                                    then="finished shards are kept: rerun with the same arguments to resume") from e
             written += 1
         entries.append((name, len(members), tar.stat().st_size, None))
         bar.update(len(members))
@@ -120,17 +128,27 @@ def write_shards(images: str | os.PathLike, out: str | os.PathLike, *, max_count
 
 
 def write_missing_indexes(directory: str | os.PathLike) -> list[Path]:
-    """Writes DALI's index next to every ``*.tar`` in ``directory`` that has none; returns the indexes written."""
+    """Writes DALI's index next to every ``*.tar`` in ``directory`` that has none; returns the indexes written.
+
+    Raises:
+        ShardsNotFoundError: ``directory`` is not a directory or holds no ``.tar`` file.
+        ShardError: a damaged or truncated tar (named; the indexes of the tars before it are written).
+    """
     from .index import scan_tar
 
+    directory = Path(directory)
+    tars = sorted(directory.glob("*.tar")) if directory.is_dir() else []
+    if not tars:
+        raise ShardsNotFoundError(f"{directory}: " + ("holds no .tar shards" if directory.is_dir() else
+                                                      "no such directory") + " to index")
     done = []
-    for tar in sorted(Path(directory).glob("*.tar")):
+    for tar in tars:
         index = index_path_for(tar)
         if not index.exists():
             samples = scan_tar(tar)
             if not samples:
                 raise ShardWriteError(f"{tar}: the tar holds no samples")
-            write_index(index, samples)
+            atomic_write_text(index, format_index(samples))
             done.append(index)
     return done
 
@@ -192,9 +210,16 @@ def _claim(out: Path, manifest: dict) -> None:
     if out.exists() and not out.is_dir():
         raise ShardWriteError(f"{out} exists and is not a directory")
     if path.is_file():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = None
+        if not isinstance(old, dict):
+            raise ShardWriteError(f"{path} is damaged (not a JSON object): delete the directory {out} and convert "
+                                  f"again (nothing there was changed)")
         if old.get("plan_digest") != manifest["plan_digest"]:
-            differ = [f"{k} {old.get(k)!r} → {v!r}" for k, v in manifest.items() if old.get(k) != v and k != "plan_digest"]
+            differ = [f"{k} {old.get(k)!r} → {v!r}" for k, v in manifest.items()
+                      if old.get(k) != v and k != "plan_digest"]
             raise ShardWriteError(f"{out} holds shards of another plan ({'; '.join(differ) or 'other images'}); "
                                   f"write to a new directory (nothing there was changed)")
         return

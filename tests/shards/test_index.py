@@ -68,8 +68,9 @@ def test_a_stale_index_is_refused_and_a_missing_one_is_built_once(tmp_path, monk
     ShardSet.open(tmp_path / "s.tar")
     assert capsys.readouterr().err == ""                              # cached: scanned once
     write_index(index_path_for(tar), [SampleEntry("a", (Component("jpg", 512, 10**6),))])
-    with pytest.raises(ValueError, match=r"s.idx: member a.jpg ends at byte 1000512 but the tar has \d+ bytes: the "
-                                         r"index belongs to another version"):
+    with pytest.raises(ValueError, match=r"s.tar: member a.jpg ends at byte 1000512 by its index s.idx, but the tar "
+                                         r"has \d+ bytes: the tar is truncated \(copy it again\) or the index belongs "
+                                         r"to another version"):
         ShardSet.open(tar)
 
 

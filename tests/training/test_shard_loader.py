@@ -138,7 +138,7 @@ def test_samples_without_maps_are_named_or_get_their_cls_one_hot(small_demo, tmp
     shutil.copytree(small_demo.images, images)
     shutil.copy(next((images / "cat").glob("*.jpg")), images / "cat" / "99999.jpg")
     write_shards(images, tmp_path / "s", progress=False)
-    with pytest.raises(KeyError, match=r"1 of 25 images have no label map .*cat/99999 \(a shard sample's __key__ "
+    with pytest.raises(KeyError, match=r"1 of 25 images have no label map .*cat/99999.jpg \(a shard sample's __key__ "
                                        r"matches the store key without its extension"):
         shard_loader(small_demo, tmp_path / "s")
     ld = shard_loader(small_demo, tmp_path / "s", missing="onehot", outputs=("targets", "keys", "rows"))

@@ -208,3 +208,14 @@ def test_shard_arguments_are_refused_by_name(small_demo, tmp_path, capsys):
     assert main(["shard", "--out", out]) == 2
     one_line_error(capsys, "shard", "--images DIR is required (or --index-only)")
     assert not (tmp_path / "out").exists()
+
+
+def test_verify_of_a_bank_refuses_shards_and_images(small_demo, demo_shards, tmp_path, capsys):
+    """A bank has no keys to check a dataset against: --shards / --images with one are refused, not ignored."""
+    from dali_relabel import LabelStore
+
+    bank = LabelStore.open(str(small_demo.labels)).materialize(tmp_path / "banks", progress=False)
+    for option, value in (("--shards", demo_shards), ("--images", small_demo.images)):
+        assert main(["verify", str(bank.path), option, str(value), "--quiet"]) == 2
+        one_line_error(capsys, "verify", f"{bank.path} is a serving bank: --images/--shards check a label store's")
+    assert main(["verify", str(bank.path), "--quiet"]) == 0

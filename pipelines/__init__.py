@@ -1,7 +1,8 @@
 """DALI pipeline definitions for ReLabel training and validation, and their building blocks.
 
 Installed as ``dali_relabel.pipelines``. Import a definition and build it, or use the building blocks
-(a reader, :func:`random_resized_crop_box` / :func:`random_resized_crops`, the image stages, :func:`relabel_targets`)
+(a reader: :class:`FileReader` for image files, :class:`ShardReader` for webdataset shards;
+:func:`random_resized_crop_box` / :func:`random_resized_crops`, the image stages, :func:`relabel_targets`)
 inside your own pipeline::
 
     from dali_relabel.config import AugmentConfig
@@ -15,11 +16,13 @@ from .crop import center_crop_box, normalized_corners, random_resized_crop_box
 from .crops import TrainCrops, random_resized_crops
 from .image import dali_resized_crops, decode, decode_window, normalize, resize_shorter, resize_square, resized_crops
 from .reader import READER_NAME, FileReader
+from .shard_reader import ShardReader
 from .targets import as_bank, relabel_targets
 from .train import IMAGENET_MEAN, IMAGENET_STD, TRAIN_OUTPUTS, relabel_train_pipeline
 from .val import VAL_OUTPUTS, relabel_val_pipeline
 
-__all__ = ["FileReader", "IMAGENET_MEAN", "IMAGENET_STD", "READER_NAME", "TRAIN_OUTPUTS", "TrainCrops", "VAL_OUTPUTS",
-           "as_bank", "center_crop_box", "dali_resized_crops", "decode", "decode_window", "normalize",
-           "normalized_corners", "random_resized_crop_box", "random_resized_crops", "relabel_targets",
-           "relabel_train_pipeline", "relabel_val_pipeline", "resize_shorter", "resize_square", "resized_crops"]
+__all__ = ["FileReader", "IMAGENET_MEAN", "IMAGENET_STD", "READER_NAME", "ShardReader", "TRAIN_OUTPUTS",
+           "TrainCrops", "VAL_OUTPUTS", "as_bank", "center_crop_box", "dali_resized_crops", "decode",
+           "decode_window", "normalize", "normalized_corners", "random_resized_crop_box", "random_resized_crops",
+           "relabel_targets", "relabel_train_pipeline", "relabel_val_pipeline", "resize_shorter", "resize_square",
+           "resized_crops"]

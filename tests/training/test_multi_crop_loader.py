@@ -10,6 +10,7 @@ import pytest
 import torch
 from crop_reference import ks_critical, ks_statistic, pixel_window, sample_crop_windows, torchvision_crop
 from loader_util import small_demo, train_loader  # noqa: F401 (fixtures)
+from shard_util import demo_shards, shard_loader  # noqa: F401 (fixtures)
 from mix_reference import softmax
 from PIL import Image
 from reference import slow_label_pool, slow_pooled_logits
@@ -47,6 +48,35 @@ def test_every_crop_matches_its_references(small_demo):
             assert torch.equal(images[i], ref_image), (key, box)
     assert sizes == [15, 15, 15, 15, 12]
     assert seen == Counter(list(small_demo.objects) * 3)
+
+
+def test_shards_give_every_image_n_crops_with_their_references(small_demo, demo_shards):
+    """Webdataset shards (read tar by tar) with crops_per_image=2: every image twice per epoch, each crop's target
+    the reference over its box and its pixels torchvision's crop of the image over it (the same JPEG bytes); a
+    resumed loader continues with the same crops."""
+    store = LabelStore.open(str(small_demo.labels))
+    outputs = ("images", "targets", "boxes", "keys", "mirror")
+    ld = shard_loader(small_demo, demo_shards, crops_per_image=2, crop_size=40, outputs=outputs)
+    assert len(ld) == 5
+    seen, batches = Counter(), []
+    for b, (images, targets, boxes, keys, mirror) in enumerate(ld):
+        batches.append((images, targets, boxes, keys, mirror))
+        if b == 1:
+            state = ld.state_dict()
+        for i, key in enumerate(keys):
+            seen[key] += 1
+            row = int(store.rows_of([key])[0])
+            box = boxes[i].numpy()
+            ref = slow_label_pool(*store.read(row), box[:2], box[2:], store.num_classes)
+            np.testing.assert_allclose(targets[i].numpy(), ref, rtol=1e-5, atol=1e-6)
+            image = Image.open(small_demo.images / key).convert("RGB")
+            assert torch.equal(images[i], torchvision_crop(image, pixel_window(box, H, W), bool(mirror[i]), 40)), key
+        assert all(keys[i] == keys[i + 1] for i in range(0, len(keys), 2))     # grouped: an image's crops together
+    assert seen == Counter(list(small_demo.objects) * 2)
+    resumed = shard_loader(small_demo, demo_shards, crops_per_image=2, crop_size=40, outputs=outputs)
+    resumed.load_state_dict(state)
+    for got, want in zip(resumed, batches[2:]):
+        assert got[3] == want[3] and all(torch.equal(got[j], want[j]) for j in (0, 1, 2, 4))
 
 
 def test_spread_is_the_grouped_batch_reordered(small_demo):

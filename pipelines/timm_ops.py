@@ -60,12 +60,30 @@ def _const(value, dtype, ctx: OpContext):
 
 @do_not_convert
 def _sign(negate):
-    return 1.0 - 2.0 * fn.cast(negate, dtype=types.FLOAT)
+    return 1.0 - 2.0 * fn.cast(negate, dtype=types.FLOAT64)
+
+
+@do_not_convert
+def _double(value: float):
+    """``value`` as an exact double. DALI keeps scalar constants of its arithmetic in float32 (1.8 would be
+    1.7999999523), so the double is the sum of three float32 parts (24 + 24 + the remaining bits, each exact)."""
+    parts, rest = [], float(value)
+    for _ in range(3):
+        part = float(np.float32(rest))
+        parts.append(part)
+        rest -= part
+    assert rest == 0.0, value
+    total = None
+    for part in parts:
+        term = fn.cast(types.Constant(np.float32(part)), dtype=types.FLOAT64)
+        total = term if total is None else total + term
+    return total
 
 
 @do_not_convert
 def _level(magnitude):
-    return magnitude / LEVEL_DENOM
+    """M / 10, in double: timm computes its arguments in Python floats, PIL blends with a double factor."""
+    return fn.cast(magnitude, dtype=types.FLOAT64) / _double(LEVEL_DENOM)
 
 
 @do_not_convert
@@ -103,7 +121,7 @@ def _matrix(entries: dict[tuple[int, int], object]):
         unit[r, c] = 1.0
         term = value * types.Constant(unit)
         out = term if out is None else out + term
-    return out + types.Constant(base)
+    return fn.cast(out + types.Constant(base), dtype=types.FLOAT)
 
 
 def rotate(images, magnitude, negate, rand, ctx: OpContext):
@@ -146,17 +164,19 @@ def luma(images, ctx: OpContext):
 
 @do_not_convert
 def _blend(degenerate, images, factor, ctx: OpContext):
-    """PIL's ``Image.blend(degenerate, images, factor)`` on uint8: degenerate + factor · (image − degenerate)."""
-    degenerate = fn.cast(degenerate, dtype=types.FLOAT)
-    return _to_uint8_truncated(degenerate + _on(ctx, factor) * (fn.cast(images, dtype=types.FLOAT) - degenerate))
+    """PIL's ``Image.blend(degenerate, images, factor)`` on uint8: degenerate + factor · (image − degenerate),
+    in double as PIL computes it."""
+    degenerate = fn.cast(degenerate, dtype=types.FLOAT64)
+    factor = _on(ctx, fn.cast(factor, dtype=types.FLOAT64))
+    return _to_uint8_truncated(degenerate + factor * (fn.cast(images, dtype=types.FLOAT64) - degenerate))
 
 
 @do_not_convert
 def enhance_factor(magnitude, negate, increasing: bool):
     """timm: M/10 · 1.8 + 0.1 (in [0.1, 1.9]); the increasing ops: max(0.1, 1 ± M/10 · 0.9)."""
     if increasing:
-        return dmath.max(1.0 + _sign(negate) * _level(magnitude) * 0.9, 0.1)
-    return _level(magnitude) * 1.8 + 0.1
+        return dmath.max(_double(1.0) + _sign(negate) * _level(magnitude) * _double(0.9), _double(0.1))
+    return _level(magnitude) * _double(1.8) + _double(0.1)
 
 
 @do_not_convert
@@ -168,14 +188,15 @@ def color_by(images, factor, ctx: OpContext):
 @do_not_convert
 def contrast_by(images, factor, ctx: OpContext):
     """PIL ``ImageEnhance.Contrast``: blend with a flat image of the rounded mean of L."""
-    mean = fn.reductions.mean(fn.cast(luma(images, ctx), dtype=types.FLOAT), axis_names="HWC", keep_dims=True)
+    total = fn.reductions.sum(luma(images, ctx), dtype=types.INT64, axis_names="HWC", keep_dims=True)
+    mean = fn.cast(total, dtype=types.FLOAT64) / float(ctx.size[0] * ctx.size[1])   # (an integer: exact)
     return _blend(dmath.floor(mean + 0.5), images, factor, ctx)
 
 
 @do_not_convert
 def brightness_by(images, factor, ctx: OpContext):
     """PIL ``ImageEnhance.Brightness``: blend with black."""
-    return _to_uint8_truncated(fn.cast(images, dtype=types.FLOAT) * _on(ctx, factor))
+    return _to_uint8_truncated(fn.cast(images, dtype=types.FLOAT64) * _on(ctx, fn.cast(factor, dtype=types.FLOAT64)))
 
 
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13.0
@@ -185,6 +206,7 @@ _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13.0
 def sharpness_by(images, factor, ctx: OpContext):
     """PIL ``ImageEnhance.Sharpness``: blend with the image filtered by PIL's SMOOTH kernel (rounded)."""
     smooth = fn.filter(images, _const(_SMOOTH, np.float32, ctx), dtype=types.FLOAT, border="clamp")
+    smooth = fn.cast(smooth, dtype=types.FLOAT64)
     return _blend(dmath.floor(smooth + 0.5), images, factor, ctx)
 
 
@@ -269,7 +291,7 @@ def equalize(images, magnitude, negate, rand, ctx: OpContext):
 
 @do_not_convert
 def _blur(images, radius):
-    sigma = dmath.max(radius, 0.01)
+    sigma = fn.cast(dmath.max(radius, 0.01), dtype=types.FLOAT)
     return fn.gaussian_blur(images, sigma=fn.stack(sigma, sigma))
 
 

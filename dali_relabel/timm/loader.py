@@ -192,10 +192,17 @@ def dataset_root(dataset) -> str | os.PathLike:
     if root is None or not os.path.isdir(root) or not hasattr(reader, "class_to_idx"):
         raise TypeError(f"create_loader: dataset must be an image folder or list (a path), or a timm ImageDataset "
                         f"reading a folder; got {type(dataset).__name__}")
-    classes = sorted(reader.class_to_idx, key=reader.class_to_idx.get)
-    if classes != sorted(classes):
-        raise ValueError(f"create_loader: the timm dataset over {root} numbers its classes by a class map, not by "
-                         f"the sorted folder names as the label store does; pass the folder (or an image list)")
+    from ..image_folder import ImageList
+
+    theirs = sorted(reader.class_to_idx, key=reader.class_to_idx.get)
+    ours = ImageList.from_path(root).classes
+    if theirs != ours:
+        missing = sorted(set(ours or ()) - set(theirs))
+        why = (f"timm leaves out the class folders without images ({', '.join(missing[:5])})" if missing and
+               theirs == [c for c in ours if c not in missing] else "timm numbers them by a class map")
+        raise ValueError(f"create_loader: the timm dataset over {root} numbers its classes differently from the "
+                         f"sorted class folders the loaders (and label stores) use: {why}. Pass the folder itself "
+                         f"(labels = sorted folder index) or an image list")
     return root
 
 

@@ -113,3 +113,50 @@ def test_relabel_variant_on_the_gpu(data, monkeypatch):
     for targets in seen:
         assert targets.device.type == "cuda" and targets.shape == (4, len(demo.class_names))
         torch.testing.assert_close(targets.sum(1), torch.ones(4, device="cuda"))
+
+
+def imagenet_style_val(demo, root):
+    """A val/ folder of the demo's images named like ImageNet's (``<class>/ILSVRC2012_val_<n>.JPEG``, numbered in
+    key order) and each file's class index (folder order): what a real.json lists."""
+    from dali_relabel.image_folder import ImageList
+    from dali_relabel.metrics import VAL_FILE_PATTERN
+
+    listing = ImageList.from_folder(demo.images)
+    labels = {}
+    for n, (key, label) in enumerate(zip(listing.keys, listing.labels), start=1):
+        target = root / "val" / key.split("/")[0] / VAL_FILE_PATTERN.format(n)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(demo.images / key)
+        labels[n] = label
+    for cls in listing.classes:                       # (ImageFolder wants every class folder)
+        (root / "val" / cls).mkdir(parents=True, exist_ok=True)
+    return [labels[n] for n in sorted(labels)]
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")   # (training is stubbed out)
+def test_relabel_variant_reports_real_next_to_top1(data, monkeypatch, capsys, tmp_path):
+    """--real-json: with each image's ReaL set = {its folder class}, ReaL top-1 is the plain top-1 exactly (the same
+    predictions, counted the same way); the images with an empty set are left out (the ReaL convention)."""
+    import json
+
+    root, demo = data
+    val_root = tmp_path / "imagenet"
+    truth = imagenet_style_val(demo, val_root)
+    (val_root / "train").symlink_to(demo.images, target_is_directory=True)
+    real_json = tmp_path / "real.json"
+    real_json.write_text(json.dumps([[c] for c in truth]))
+    module = load(SCRIPT, "train_imagenet_real")
+    monkeypatch.setattr(module, "train_step", lambda *a, **k: torch.tensor(1.0))
+    argv = [str(val_root), "--labels", str(demo.labels), "--arch", "mobilenet_v3_small", "--epochs", "1", "-b", "8",
+            "-j", "2",
+            "--max-iters", "1", "--real-json", str(real_json)]
+    result = module.main(argv)
+    assert result["val_real"]["real_images"] == len(truth) == 40
+    assert result["val_real"]["real_top1"] == pytest.approx(result["val_top1"])
+    assert re.search(r"val top-1 [\d.]+%, ReaL top-1 [\d.]+% \(40 images\)", capsys.readouterr().out)
+    real_json.write_text(json.dumps([list(range(len(demo.class_names))) if n % 2 else [] for n in range(40)]))
+    result = module.main(argv)
+    assert result["val_real"] == {"real_top1": 100.0, "real_images": 20, "real_excluded": 20}
+    real_json.write_text(json.dumps([[0]] * 39))     # one image short: refused before training
+    with pytest.raises(KeyError, match=r"1 of 40 images have no ReaL labels"):
+        module.main(argv)

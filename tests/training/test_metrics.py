@@ -76,6 +76,36 @@ def test_topk_accuracy_with_padding():
     assert acc.state() == {"count": 3, "correct1": 1, "correct2": 2}
 
 
+def test_valid_masks_count_each_image_once(tmp_path):
+    """The loaders' [B] bool ``valid`` output (a repeated image anywhere in the batch is left out) gives the metrics
+    of the valid rows alone, for top-k and ReaL alike."""
+    path, sets, logits, keys = synthetic_real(tmp_path, n=40)
+    labels = torch.tensor([s[0] if s else 0 for s in sets])
+    valid = torch.ones(40, dtype=torch.bool)
+    valid[[3, 17, 39]] = False
+    real, acc = ReaLAccuracy(path, topk=(1, 5)), TopKAccuracy()
+    real.update(logits, keys, valid=valid)
+    acc.update(logits, labels, valid=valid)
+    kept = [i for i in range(40) if valid[i]]
+    assert real.compute() == real_accuracy(logits[kept], [keys[i] for i in kept], path, topk=(1, 5))
+    alone = TopKAccuracy()
+    alone.update(logits[kept], labels[kept])
+    assert acc.state() == alone.state() and acc.count == 37
+    with pytest.raises(ValueError, match=r"valid must be a \[40\] bool mask"):
+        acc.update(logits, labels, valid=valid[:10])
+    with pytest.raises(ValueError, match="with valid=, give all 40 keys"):
+        real.update(logits, keys[:10], valid=valid)
+
+
+def test_check_keys_fails_before_evaluating(tmp_path):
+    path, *_ = synthetic_real(tmp_path, n=5)
+    real = ReaLAccuracy(path)
+    real.check_keys([f"n01/{VAL_FILE_PATTERN.format(i)}" for i in (1, 5)])
+    with pytest.raises(KeyError, match=r"2 of 3 images have no ReaL labels \(e.g. n01/ILSVRC2012_val_00000006.JPEG, "
+                                       r"train/cat.jpg\)"):
+        real.check_keys([f"n01/{VAL_FILE_PATTERN.format(6)}", "train/cat.jpg", VAL_FILE_PATTERN.format(2)])
+
+
 def test_errors_name_the_file_and_entry(tmp_path):
     bad = tmp_path / "real.json"
     bad.write_text(json.dumps([[1], [2, -1]]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import requires_gpu
+from example_util import imagenet_style_val, load, other_variant
 
 from dali_relabel.testing.demo_dataset import build_demo_dataset
 
@@ -19,20 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_imagenet.py"
 
 def standard_variant(source: str) -> str:
     """The plain-PyTorch script: drop the lines marked `# ReLabel`, uncomment the `# standard:` lines."""
-    out = []
-    for line in source.splitlines(keepends=True):
-        if line.rstrip().endswith("# ReLabel"):
-            continue
-        m = re.match(r"^(\s*)# standard: (.*)$", line)
-        out.append(f"{m.group(1)}{m.group(2)}\n" if m else line)
-    return "".join(out)
-
-
-def load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return other_variant(source, prefix="standard")
 
 
 @pytest.fixture(scope="module")
@@ -113,24 +100,6 @@ def test_relabel_variant_on_the_gpu(data, monkeypatch):
     for targets in seen:
         assert targets.device.type == "cuda" and targets.shape == (4, len(demo.class_names))
         torch.testing.assert_close(targets.sum(1), torch.ones(4, device="cuda"))
-
-
-def imagenet_style_val(demo, root):
-    """A val/ folder of the demo's images named like ImageNet's (``<class>/ILSVRC2012_val_<n>.JPEG``, numbered in
-    key order) and each file's class index (folder order): what a real.json lists."""
-    from dali_relabel.image_folder import ImageList
-    from dali_relabel.metrics import VAL_FILE_PATTERN
-
-    listing = ImageList.from_folder(demo.images)
-    labels = {}
-    for n, (key, label) in enumerate(zip(listing.keys, listing.labels), start=1):
-        target = root / "val" / key.split("/")[0] / VAL_FILE_PATTERN.format(n)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(demo.images / key)
-        labels[n] = label
-    for cls in listing.classes:                       # (ImageFolder wants every class folder)
-        (root / "val" / cls).mkdir(parents=True, exist_ok=True)
-    return [labels[n] for n in sorted(labels)]
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")   # (training is stubbed out)

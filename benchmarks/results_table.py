@@ -45,6 +45,12 @@ def _loader_bench(d: dict) -> str:
 
 
 def _store_bench(d: dict) -> str:
+    if "store_size" not in d and "sizes" in d:  # a sizes-only run
+        return "; ".join(f"{name}: float16 **{r['float16']['imagenet_projection_bytes'] / 1e9:.2f} GB** "
+                         f"({100 * r['float16']['fraction_of_official_float32_data']:.1f}% of the official float32 "
+                         f"data), float32 {r['float32']['imagenet_projection_bytes'] / 1e9:.2f} GB "
+                         f"({100 * r['float32']['fraction_of_official_float32_data']:.1f}%)"
+                         for name, r in d["sizes"].items())
     s = d["store_size"]
     return (f"{d['mode']}: ImageNet projection {s['imagenet_projection_bytes'] / 1e9:.2f} GB = "
             f"**{s['imagenet_fraction_of_official_12GB'] * 100:.0f}%** of the official 12 GB; materialize "

@@ -7,10 +7,17 @@ Every figure comes with a reference measured in the same run:
 * write: LabelStore.write_block samples/s vs torch.save of one official .pt per sample;
 * import: import-naver samples/s (1 and 2 workers) vs merely torch.load-ing the same .pt files;
 * materialize: seconds and peak RAM (fresh process) for a 128k-sample store vs np.save of the same
-  arrays from RAM (the copy floor), projected to ImageNet.
+  arrays from RAM (the copy floor), projected to ImageNet;
+* sizes: whole float16 and float32 stores (LabelStore, every array and metadata, bytes on disk) vs the
+  official float32 data (9,000 B per 15×15×5 sample; ImageNet: the 12 GB release), on (1) the synthetic
+  maps with float32 precision and (2) maps the annotator makes from the demo dataset's real photos
+  (scikit-image's photos pasted on textures), with two annotators: a ResNet-18 trained here for 8 epochs
+  on the demo photos (10 classes; confident, object-aligned maps: the closest to a real annotator without
+  downloading weights) and a randomly initialised ImageNet ResNet-18 (1000 classes, weak noisy logits).
 
-    python benchmarks/store_bench.py            # full (128k-sample store; ~10 min on 2 cores)
-    python benchmarks/store_bench.py --quick    # small sizes, a minute or two
+    python benchmarks/store_bench.py            # full (128k-sample store; ~25 min on 2 cores)
+    python benchmarks/store_bench.py --quick    # small sizes, a few minutes
+    python benchmarks/store_bench.py --only sizes
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ OFFICIAL_DATA_BYTES = 2 * K * H * W * 4  # float32 [2, K, H, W]
 
 SIZES = {  # quick, full
     "codecs": (4096, 16384), "write": (8192, 32768), "write_ref": (500, 2000), "import": (2048, 8192),
-    "materialize": (16384, 131072),
+    "materialize": (16384, 131072), "demo": (96, 320),
 }
 
 
@@ -320,10 +327,128 @@ def bench_materialize(n: int, repeats: int, workdir: Path) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------------------------ sizes
+def store_bytes(scores: np.ndarray, classes: np.ndarray, num_classes: int, scores_dtype: str, workdir: Path) -> dict:
+    """A whole LabelStore of these maps (float32 logits, stored as ``scores_dtype``): bytes on disk."""
+    from dali_relabel import LabelStore
+
+    n, h, w, k = scores.shape
+    url = workdir / f"size-{scores_dtype}.zarr"
+    store = LabelStore.create(url, keys=[f"n{i // 1300:08d}/n{i // 1300:08d}_{i}.JPEG" for i in range(n)],
+                              labels=np.arange(n) // 1300 % num_classes, num_classes=num_classes, height=h, width=w,
+                              k=k, scores_dtype=scores_dtype)
+    for b in range(store.num_blocks):
+        r = store.block_rows(b)
+        store.write_block(b, scores[r.start:r.stop], classes[r.start:r.stop])
+    stored = store.nbytes_stored()
+    on_disk = sum(p.stat().st_size for p in url.rglob("*") if p.is_file())
+    shutil.rmtree(url)
+    per_sample = on_disk / n
+    official = 2 * k * h * w * 4  # the official [2, K, H, W] float32 per image
+    return {"scores_dtype": scores_dtype, "bytes_per_sample": per_sample,
+            "scores_bytes_per_sample": stored["scores"] / n, "classes_bytes_per_sample": stored["classes"] / n,
+            "fraction_of_official_float32_data": per_sample / official,
+            "imagenet_projection_bytes": per_sample * IMAGENET,
+            "imagenet_fraction_of_official_12GB": per_sample * IMAGENET / OFFICIAL_TAR_BYTES}
+
+
+def map_statistics(scores: np.ndarray, classes: np.ndarray) -> dict:
+    """What makes maps compress: logit range, spatial smoothness, class stability between neighbouring cells."""
+    top = scores[..., 0].astype(np.float64)
+    return {"top_logit_median": float(np.median(top)), "top_logit_p99": float(np.percentile(top, 99)),
+            "top1_gap_median": float(np.median(scores[..., 0] - scores[..., 1])),
+            "mean_abs_top_logit_step_between_columns": float(np.abs(np.diff(top, axis=2)).mean()),
+            "top1_class_same_as_right_neighbour": float((classes[:, :, 1:, 0] == classes[:, :, :-1, 0]).mean()),
+            "distinct_classes_per_map": float(np.mean([len(np.unique(c)) for c in classes]))}
+
+
+def train_demo_classifier(images: Path, out: Path, epochs: int, size: int = 224, seed: int = 0) -> dict:
+    """A ResNet-18 (10 classes) trained from scratch on the demo photos (folder labels, random-resized crops,
+    label smoothing 0.1 as ImageNet recipes use, which keeps the logits in an annotator's range)."""
+    import torch
+    import torchvision
+    from PIL import Image
+
+    torch.manual_seed(seed)
+    from dali_relabel.image_folder import ImageList
+
+    listing = ImageList.from_folder(images)  # the annotator's listing (empty class folders keep their index)
+    pics = [Image.open(images / key).convert("RGB") for key in listing.keys]
+    labels = torch.tensor(listing.labels)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    aug = torchvision.transforms.Compose([
+        torchvision.transforms.RandomResizedCrop(size, scale=(0.3, 1.0)), torchvision.transforms.RandomHorizontalFlip(),
+        torchvision.transforms.ToTensor()])
+    model = torchvision.models.resnet18(num_classes=len(listing.classes))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    steps_per_epoch = -(-len(pics) // 32)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=epochs * steps_per_epoch)
+    t0 = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        correct = 0
+        for idx in torch.randperm(len(pics)).split(32):
+            x = torch.stack([(aug(pics[i]) - mean) / std for i in idx.tolist()])
+            logits = model(x)
+            loss = torch.nn.functional.cross_entropy(logits, labels[idx], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            correct += int((logits.argmax(1) == labels[idx]).sum())
+    torch.save(model.state_dict(), out)
+    return {"model": "torchvision resnet18, 10 classes, from scratch", "epochs": epochs, "train_size": size,
+            "last_epoch_train_accuracy": correct / len(pics), "train_seconds": time.perf_counter() - t0}
+
+
+def annotated_maps(images: Path, workdir: Path, name: str, **annotate_args) -> tuple[np.ndarray, np.ndarray, float]:
+    """The annotator's float32 maps of the demo images (15×15 at 475 px), and its seconds."""
+    from dali_relabel import LabelStore
+    from dali_relabel.annotate import annotate
+
+    url = workdir / f"annotated-{name}.zarr"
+    t0 = time.perf_counter()
+    annotate(images=str(images), model="torchvision:resnet18", out=str(url), size=475, topk=K, batch_size=16,
+             device="cpu", scores_dtype="float32", progress=False, **annotate_args)
+    seconds = time.perf_counter() - t0
+    scores, classes = LabelStore.open(url).read(slice(None))
+    shutil.rmtree(url)
+    return scores, classes, seconds
+
+
+def bench_sizes(n_synthetic: int, n_demo: int, train_epochs: int, workdir: Path) -> dict:
+    from dali_relabel.testing.demo_dataset import build_demo_dataset
+    from dali_relabel.testing.synthetic import synthetic_label_maps
+
+    out: dict = {}
+    scores, classes = synthetic_label_maps(n_synthetic, seed=11, scores_dtype="float32")
+    out["synthetic"] = {"samples": n_synthetic, "num_classes": C, "maps": map_statistics(scores, classes),
+                        **{dt: store_bytes(scores, classes, C, dt, workdir) for dt in ("float16", "float32")}}
+    print("sizes, synthetic:", json.dumps(out["synthetic"]))
+
+    demo = build_demo_dataset(workdir / "demo", num_images=n_demo, progress=False)
+    weights = workdir / "demo_resnet18.pt"
+    training = train_demo_classifier(demo.images, weights, train_epochs)
+    print("trained:", json.dumps(training))
+    classes_demo = len(demo.class_names)
+    for name, args, about, num_classes in (
+            ("demo_trained_resnet18", dict(weights=str(weights), num_classes=classes_demo), training, classes_demo),
+            ("demo_random_init_resnet18", dict(random_init=True), {"model": "torchvision resnet18, 1000 classes, "
+                                                                             "random init (seeded)"}, C)):
+        scores, classes, seconds = annotated_maps(demo.images, workdir, name, **args)
+        out[name] = {"samples": len(scores), "num_classes": num_classes,
+                     "annotator": {**about, "annotate_seconds": seconds}, "maps": map_statistics(scores, classes),
+                     **{dt: store_bytes(scores, classes, num_classes, dt, workdir) for dt in ("float16", "float32")}}
+        print(f"sizes, {name}:", json.dumps(out[name]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (CI-friendly)")
-    ap.add_argument("--only", default="codecs,write,import,materialize", help="comma-separated sections")
+    ap.add_argument("--only", default="codecs,write,import,materialize,sizes", help="comma-separated sections")
+    ap.add_argument("--train-epochs", type=int, default=None,
+                    help="sizes: epochs of the demo classifier (default 8; --quick 2)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="result JSON path (default benchmarks/results/...)")
     args = ap.parse_args()
@@ -353,6 +478,16 @@ def main() -> None:
         if "materialize" in sections:
             results["materialize"] = bench_materialize(SIZES["materialize"][pick], args.repeats, work)
             print("materialize:", json.dumps(results["materialize"]))
+        if "sizes" in sections:
+            epochs = args.train_epochs if args.train_epochs is not None else (2 if args.quick else 8)
+            results["sizes"] = bench_sizes(SIZES["codecs"][pick], SIZES["demo"][pick], epochs, work)
+            print(markdown_table([{"maps": name, "scores": r[dt]["scores_dtype"],
+                                   "B/sample": r[dt]["bytes_per_sample"],
+                                   "% official float32": 100 * r[dt]["fraction_of_official_float32_data"],
+                                   "ImageNet GB": r[dt]["imagenet_projection_bytes"] / 1e9}
+                                  for name, r in results["sizes"].items() for dt in ("float16", "float32")], [
+                ("maps", "maps", "s"), ("scores", "scores", "s"), ("B/sample", "B/sample", ".0f"),
+                ("% official float32", "% of official float32", ".1f"), ("ImageNet GB", "ImageNet GB", ".2f")]))
     path = write_result("store_bench", results, args.out, tag="quick" if args.quick else None)
     print(f"results: {path}")
 

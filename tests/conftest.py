@@ -119,3 +119,19 @@ def label_pool_runner():
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def cudasim_driver():
+    """The cudasim driver: the CUDA backends' kernels and host code run on the CPU (tests/cudasim)."""
+    from cudasim import harness
+
+    return harness.build("plain")
+
+
+@pytest.fixture(scope="session")
+def cudasim_tsan_driver():
+    """The same driver built with ThreadSanitizer."""
+    from cudasim import harness
+
+    return harness.build("tsan")

@@ -21,6 +21,47 @@ SPECIAL_BOXES = [
 
 SCORE_CLASS_DTYPES = [(np.float32, np.int32), (np.float16, np.int16), (np.float16, np.int32), (np.float32, np.int16)]
 
+# label_type x output: every mode the operator has.
+MODES = [("localized_multi", "probabilities"), ("localized_single", "probabilities"),
+         ("global_multi", "probabilities"), ("global_single", "probabilities"),
+         ("localized_multi", "logits"), ("global_multi", "logits")]
+
+
+# The RoIAlign border rules at the far edge (rel = 1.0): boxes touching it, thinner than a cell,
+# and as close to empty as float32 allows. (With the default float64 geometry no sample lands
+# exactly on p == size, so label_pool_math.h's `p > size` and `p >= size` agree there; with the
+# official float32 geometry one can: far_edge_non_square_batch.)
+FAR_EDGE_BOXES = [
+    ((0.99999994, 0.99999994), (1.0, 1.0)),
+    ((0.9999, 0.0), (1.0, 1.0)),
+    ((0.0, 0.9999), (1.0, 1.0)),
+    ((0.5, 0.5), (1.0, 1.0)),
+    ((0.96, 0.9), (1.0, 1.0)),
+    ((1 - 1 / 15, 1 - 1 / 15), (1.0, 1.0)),  # exactly the last cell
+    ((0.0, 0.0), (1.0, 0.99999994)),
+]
+
+
+def far_edge_batch(h: int = 15, w: int = 15, k: int = 5, c: int = 50):
+    """Maps with FAR_EDGE_BOXES, float32."""
+    rng = np.random.default_rng(21)
+    maps = [random_label_map(rng, h, w, k, c) for _ in FAR_EDGE_BOXES]
+    starts = [np.array(a, np.float32) for a, _ in FAR_EDGE_BOXES]
+    ends = [np.array(b, np.float32) for _, b in FAR_EDGE_BOXES]
+    return [m[0] for m in maps], [m[1] for m in maps], starts, ends
+
+
+def far_edge_non_square_batch():
+    """transpose_box's float32 geometry scales both axes by W: on a 7 x 15 map a row sample lands
+    exactly on the far edge (p == 7) for a corner at 7/15 (after the axis swap: the x corner)."""
+    rng = np.random.default_rng(22)
+    edge = np.float32(7 / 15)
+    boxes = [((0.2, edge), (0.8, edge + np.float32(0.001))), ((0.2, edge), (0.8, 1.0)), ((0.0, edge), (1.0, 0.6)),
+             ((0.3, 0.0), (0.4, 1.0))]
+    maps = [random_label_map(rng, 7, 15, 4, 50) for _ in boxes]
+    return ([m[0] for m in maps], [m[1] for m in maps], [np.array(a, np.float32) for a, _ in boxes],
+            [np.array(b, np.float32) for _, b in boxes])
+
 
 def make_batch(seed: int, h: int, w: int, k: int, num_classes: int, score_dtype=np.float32, class_dtype=np.int32,
                n_random: int = 6):
@@ -61,13 +102,18 @@ def good_sample(h=3, w=4, k=2):
     return s, c, np.array([0.1, 0.2], np.float32), np.array([0.9, 0.8], np.float32)
 
 
-def two_samples_with(**changes):
-    """Batch of two good samples where sample 1 has the given field replaced."""
+def two_samples_with(score_dtype=np.float32, **changes):
+    """Batch of two good samples (scores of ``score_dtype``) where sample 1 has the given field replaced."""
     first, second = list(good_sample()), list(good_sample())
+    first[0], second[0] = first[0].astype(score_dtype), second[0].astype(score_dtype)
     names = ["scores", "classes", "start", "end"]
     for key, value in changes.items():
         second[names.index(key)] = value
     return [list(x) for x in zip(first, second)]
+
+
+def _f16_scores_with(entry: int, value: float) -> np.ndarray:
+    return np.where(np.arange(24).reshape(3, 4, 2) == entry, value, 1).astype(np.float16)
 
 
 # Bad inputs (sample 1 of two) and the message each must produce, on both backends.
@@ -92,6 +138,13 @@ BAD_INPUTS = [
      r"sample 1: crop box .* leaves the image on the y axis; corners are normalized \(y, x\) in \[0, 1\]"),
     (dict(end=np.array([0.9, 1.01], np.float32)), r"sample 1: crop box .* leaves the image on the x axis"),
     (dict(end=np.array([np.nan, 0.5], np.float32)), r"sample 1: crop box corner is not finite"),
+    # float16 maps: the finiteness check reads the bits (exponent all ones = inf or NaN).
+    (dict(score_dtype=np.float16, scores=_f16_scores_with(5, np.inf)),
+     r"sample 1: score at \(row 0, col 2, k 1\) is not finite \(inf\)"),
+    (dict(score_dtype=np.float16, scores=_f16_scores_with(9, -np.inf)),
+     r"sample 1: score at \(row 1, col 0, k 1\) is not finite \(-inf\)"),
+    (dict(score_dtype=np.float16, scores=_f16_scores_with(22, np.nan)),
+     r"sample 1: score at \(row 2, col 3, k 0\) is not finite \(nan\)"),
 ]
 BAD_INPUT_IDS = ["shape-mismatch", "empty", "class-too-big", "class-negative", "nan", "inf", "empty-x", "empty-y",
-        "below-0", "above-1", "nan-box"]
+                 "below-0", "above-1", "nan-box", "f16-inf", "f16-neg-inf", "f16-nan"]

@@ -3,6 +3,9 @@
 `slow_label_pool` follows torchvision's roi_align kernel literally (sample grid, bilinear
 interpolation with its border rules, average), in float64 Python arithmetic, one class at a
 time. It shares no code or shortcut (separability, closed-form background) with the operator.
+With ``transpose_box=True`` (relabel_imagenet's way) the box and the sample grid are computed as
+the official code computes them, in float32 (numpy float32 scalars, one rounding per operation),
+and the weighted sum in float64.
 """
 
 from __future__ import annotations
@@ -12,25 +15,26 @@ import math
 import numpy as np
 
 
-def _bilinear(plane: dict[tuple[int, int], float], h: int, w: int, y: float, x: float) -> float:
-    """torchvision's bilinear_interpolate on a sparse plane {(row, col): value}."""
+def _bilinear(plane: dict[tuple[int, int], float], h: int, w: int, y: float, x: float, t=float) -> float:
+    """torchvision's bilinear_interpolate on a sparse plane {(row, col): value}; fractions in ``t``."""
     if y < -1.0 or y > h or x < -1.0 or x > w:
         return 0.0
-    y = max(y, 0.0)
-    x = max(x, 0.0)
+    y = max(y, t(0.0))
+    x = max(x, t(0.0))
     y_low, x_low = int(y), int(x)
     if y_low >= h - 1:
         y_high = y_low = h - 1
-        y = float(y_low)
+        y = t(y_low)
     else:
         y_high = y_low + 1
     if x_low >= w - 1:
         x_high = x_low = w - 1
-        x = float(x_low)
+        x = t(x_low)
     else:
         x_high = x_low + 1
-    ly, lx = y - y_low, x - x_low
-    hy, hx = 1.0 - ly, 1.0 - lx
+    ly, lx = t(y - t(y_low)), t(x - t(x_low))
+    hy, hx = float(t(t(1.0) - ly)), float(t(t(1.0) - lx))
+    ly, lx = float(ly), float(lx)
 
     def v(r, c):
         return plane.get((r, c), 0.0)
@@ -38,18 +42,24 @@ def _bilinear(plane: dict[tuple[int, int], float], h: int, w: int, y: float, x: 
     return hy * hx * v(y_low, x_low) + hy * lx * v(y_low, x_high) + ly * hx * v(y_high, x_low) + ly * lx * v(y_high, x_high)
 
 
-def roi_align_1x1(plane: dict[tuple[int, int], float], h: int, w: int, box: tuple[float, float, float, float]) -> float:
-    """roi_align(aligned=False, output 1x1, sampling_ratio=-1, spatial_scale=1) of one plane."""
-    x1, y1, x2, y2 = box
-    roi_w = max(x2 - x1, 1.0)
-    roi_h = max(y2 - y1, 1.0)
+def roi_align_1x1(plane: dict[tuple[int, int], float], h: int, w: int, box: tuple[float, float, float, float],
+                  dtype=float) -> float:
+    """roi_align(aligned=False, output 1x1, sampling_ratio=-1, spatial_scale=1) of one plane.
+
+    ``dtype``: the arithmetic of the geometry (box extent, sample count and positions, bilinear fractions):
+    ``float`` (float64) or ``np.float32`` (torchvision's float32 kernel: each operation rounded to float32).
+    """
+    t = dtype
+    x1, y1, x2, y2 = (t(v) for v in box)
+    roi_w = max(t(x2 - x1), t(1.0))
+    roi_h = max(t(y2 - y1), t(1.0))
     grid_h, grid_w = math.ceil(roi_h), math.ceil(roi_w)
     total = 0.0
     for iy in range(grid_h):
-        y = y1 + (iy + 0.5) * roi_h / grid_h
+        y = t(y1 + t(t(t(iy) + t(0.5)) * roi_h) / t(grid_h))
         for ix in range(grid_w):
-            x = x1 + (ix + 0.5) * roi_w / grid_w
-            total += _bilinear(plane, h, w, y, x)
+            x = t(x1 + t(t(t(ix) + t(0.5)) * roi_w) / t(grid_w))
+            total += _bilinear(plane, h, w, y, x, t)
     return total / (grid_h * grid_w)
 
 
@@ -59,12 +69,18 @@ def slow_pooled_logits(scores: np.ndarray, classes: np.ndarray, rel_start, rel_e
 
     Args:
         scores: [H, W, K] logits. classes: [H, W, K] indices. rel_start/rel_end: (y, x) in [0, 1].
+        transpose_box: relabel_imagenet's way: the box's axes swapped, every corner scaled by the map width
+            (``coords.float() * W - 0.5`` in float32) and the geometry in float32.
     """
     h, w, k = scores.shape
     (y0, x0), (y1, x1) = [float(v) for v in rel_start], [float(v) for v in rel_end]
+    geometry = float
     if transpose_box:
-        y0, x0, y1, x1 = x0, y0, x1, y1
-    box = (x0 * w - 0.5, y0 * h - 0.5, x1 * w - 0.5, y1 * h - 0.5)
+        f32 = np.float32
+        y0, x0, y1, x1 = (f32(f32(f32(v) * f32(w)) - f32(0.5)) for v in (x0, y0, x1, y1))
+        box, geometry = (x0, y0, x1, y1), f32
+    else:
+        box = (x0 * w - 0.5, y0 * h - 0.5, x1 * w - 0.5, y1 * h - 0.5)
     planes: dict[int, dict[tuple[int, int], float]] = {}
     for r in range(h):
         for c in range(w):
@@ -73,7 +89,7 @@ def slow_pooled_logits(scores: np.ndarray, classes: np.ndarray, rel_start, rel_e
                 plane[(r, c)] = plane.get((r, c), 0.0) + float(scores[r, c, j])
     z = np.zeros(num_classes, dtype=np.float64)
     for cls, plane in planes.items():
-        z[cls] = roi_align_1x1(plane, h, w, box)
+        z[cls] = roi_align_1x1(plane, h, w, box, geometry)
     return z
 
 
@@ -87,7 +103,9 @@ def slow_label_pool(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end,
     if output == "logits":
         return z
     if label_type.endswith("single"):
-        return np.eye(num_classes)[np.argmax(z)]  # first maximum, like torch.argmax
+        one_hot = np.zeros(num_classes)
+        one_hot[np.argmax(z)] = 1.0  # first maximum, like torch.argmax
+        return one_hot
     z = z / temperature
     e = np.exp(z - z.max())
     return e / e.sum()

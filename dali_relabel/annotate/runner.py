@@ -248,7 +248,7 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
              device: str | None = None, amp: bool = False, resize: str = "squash", block_size: int = 512,
              mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
              rank: int | None = None, world_size: int | None = None, num_threads: int | None = None,
-             prefetch: int = 2, progress: bool = True) -> AnnotateReport:
+             prefetch: int = 2, progress: bool = True, scores_dtype: str = "float16") -> AnnotateReport:
     """Annotates every image under ``images`` into the label store ``out`` (this rank's blocks).
 
     Args:
@@ -272,6 +272,7 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
         num_threads: DALI CPU threads.
         prefetch: batches DALI prepares ahead of the model.
         progress: show a tqdm bar (rank 0).
+        scores_dtype: the store's scores, "float16" (default; logits clamped to its finite range) or "float32".
 
     Returns:
         What this process did (:class:`AnnotateReport`).
@@ -314,7 +315,8 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
         attrs = annotator_attributes(loaded=loaded, size=size, resize=resize, topk=topk, batch_size=batch_size,
                                      device=dev, amp=amp, mean=mean, std=std)
         store = _open_store(out, dict(keys=listing.keys, labels=listing.labels, num_classes=classes_out,
-                                      height=height, width=width, k=topk, annotator=attrs, block_size=block_size),
+                                      height=height, width=width, k=topk, annotator=attrs, block_size=block_size,
+                                      scores_dtype=scores_dtype),
                             ranks)
         done = np.asarray(store.completed_blocks(), dtype=bool)
         if ranks.dist is not None:
@@ -389,9 +391,12 @@ def _run_blocks(*, store, listing, dense, blocks: list[int], dev: torch.device, 
         n = len(store.block_rows(block))
         if block not in buffers:
             shape = (n, store.height, store.width, topk)
-            buffers[block] = (np.empty(shape, np.float16), np.empty(shape, store.class_dtype))
+            buffers[block] = (np.empty(shape, store.scores_numpy_dtype), np.empty(shape, store.class_dtype))
         scores, classes = buffers[block]
-        scores[start:start + real] = np.clip(values.numpy(), -FLOAT16_MAX, FLOAT16_MAX)
+        values = values.numpy()
+        if scores.dtype == np.float16:
+            values = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX)
+        scores[start:start + real] = values
         classes[start:start + real] = indices.numpy()
         if start + real == n:   # the block is whole: write it in the background
             while len(writes) >= 2:

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, metavar="N", help="classifier width if not the architecture's default")
     p.add_argument("--size", type=int, default=475, help="input side in pixels (default 475: 15x15 maps at stride 32)")
     p.add_argument("--topk", type=int, default=5, help="classes kept per map cell (default 5)")
+    p.add_argument("--scores-dtype", choices=("float16", "float32"), default="float16",
+                   help="how the store keeps the logits (default float16: half the size, 11 significant bits)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when available, else cpu")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                           topk=args.topk, batch_size=args.batch_size, device=args.device, amp=args.amp,
                           resize=args.resize, mean=args.mean, std=args.std, block_size=args.block_size,
                           rank=args.rank, world_size=args.world_size, num_threads=args.num_threads,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, scores_dtype=args.scores_dtype)
     except (AnnotateError, ModelError, FileNotFoundError) as e:
         print(f"dali-relabel annotate: error: {e}", file=sys.stderr)
         return 2

@@ -19,7 +19,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-missing", action="store_true",
                    help="import matched pairs only when some images lack a map or some maps lack an image")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: CPUs, at most 8)")
-    p.add_argument("--num-classes", type=int, default=None, help="C (default: number of class folders)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="C (default: 1000 when the class folders are WordNet ids such as n01440764 — the official "
+                        "release is ImageNet-1k — also for a subset of its folders; otherwise the larger of the "
+                        "number of class folders and 1 + the largest class index in the maps, read before anything "
+                        "is written)")
+    p.add_argument("--scores-dtype", choices=["float32", "float16"], default=None,
+                   help="how the store keeps the logits (default: as the .pt files hold them: float32 for the "
+                        "official release, kept exactly; float16 halves the store and rounds each logit to 11 "
+                        "significant bits)")
     p.add_argument("--block-size", type=int, default=512, help="samples per store block (default 512)")
     p.add_argument("--annotator", default=None, metavar="JSON",
                    help="annotator description stored in the store, a JSON object (default: the release's)")
@@ -41,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         report = import_naver(args.maps, args.images, args.out, layout=args.layout, allow_missing=args.allow_missing,
-                              workers=args.workers, num_classes=args.num_classes, block_size=args.block_size,
+                              workers=args.workers, num_classes=args.num_classes,
+                              scores_dtype=args.scores_dtype, block_size=args.block_size,
                               annotator=annotator, progress=not args.quiet)
     except (NaverImportError, ValueError, FileNotFoundError) as e:
         print(f"import-naver: {e}", file=sys.stderr)

@@ -19,7 +19,7 @@ def store_info(store) -> dict:
 
     stored = store.nbytes_stored()
     n, cells = store.num_samples, store.height * store.width * store.k
-    raw = cells * (2 + store.class_dtype.itemsize)
+    raw = cells * (store.scores_numpy_dtype.itemsize + store.class_dtype.itemsize)
     maps = stored[fmt.SCORES] + stored[fmt.CLASSES]
     total = sum(stored.values())
     group = store.zarr_group
@@ -32,10 +32,10 @@ def store_info(store) -> dict:
     done = store.completed_blocks()
     return {
         "url": store.url, "num_samples": n, "height": store.height, "width": store.width, "k": store.k,
-        "num_classes": store.num_classes, "scores_dtype": "float16", "classes_dtype": str(store.class_dtype),
+        "num_classes": store.num_classes, "scores_dtype": store.scores_dtype, "classes_dtype": str(store.class_dtype),
         "block_size": store.block_size, "arrays": arrays,
         "stored_bytes": total, "bytes_per_sample": total / n, "map_bytes_per_sample": maps / n,
-        "compression_ratio_vs_fp16_int": raw * n / max(maps, 1),
+        "compression_ratio_vs_uncompressed": raw * n / max(maps, 1),
         "fraction_of_official_float32": maps / (n * 2 * cells * 4),
         "blocks_complete": int(done.sum()), "num_blocks": store.num_blocks, "complete": bool(done.all()),
         "labels_known": int((store.labels >= 0).sum()), "annotator": store.annotator,
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
               f"{'+'.join(a['codecs']):<30}{a['stored_bytes']:>14,} B")
     print(f"stored       {info['stored_bytes']:,} B = {info['bytes_per_sample']:.1f} B/sample "
           f"(maps {info['map_bytes_per_sample']:.1f} B/sample)")
-    print(f"compression  {info['compression_ratio_vs_fp16_int']:.2f}x vs uncompressed fp16+int; "
+    print(f"compression  {info['compression_ratio_vs_uncompressed']:.2f}x vs uncompressed "
+          f"{info['scores_dtype']}+{info['classes_dtype']}; "
           f"{100 * info['fraction_of_official_float32']:.1f}% of the official float32 layout")
     print(f"annotator    {json.dumps(info['annotator'])}")
     print(f"class names  {info['class_names'] or 'none'}")

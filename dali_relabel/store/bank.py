@@ -1,7 +1,7 @@
 """LabelBank: the serving copy of a label store, uncompressed and memory-mapped.
 
-``<cache>/<content hash>/`` holds ``scores.npy`` (float16 [N, H, W, K]), ``classes.npy`` (int16 or
-int32 [N, H, W, K]), ``labels.npy`` (int32 [N]) — plain C-order ``.npy`` files, so the
+``<cache>/<content hash>/`` holds ``scores.npy`` (float16 or float32 [N, H, W, K], as in the store),
+``classes.npy`` (int16 or int32 [N, H, W, K]), ``labels.npy`` (int32 [N]) — plain C-order ``.npy`` files, so the
 ``fn.relabel.lookup`` operator (and anything else) can map them — plus ``keys.json`` and
 ``bank.json`` (format, geometry, dtypes, content hash, annotator, class names).
 
@@ -46,7 +46,7 @@ class LabelBank:
     Attributes:
         path: the bank directory.
         num_samples, height, width, k, num_classes: geometry.
-        scores: np.memmap float16 [N, H, W, K].
+        scores: np.memmap float16 or float32 [N, H, W, K] (the store's scores dtype).
         classes: np.memmap int16/int32 [N, H, W, K].
         labels: np.memmap int32 [N].
         meta: the parsed ``bank.json``.
@@ -60,6 +60,7 @@ class LabelBank:
         self.k: int = meta["k"]
         self.num_classes: int = meta["num_classes"]
         self.scores, self.classes, self.labels = scores, classes, labels
+        self.scores_dtype: str = "float32" if scores.dtype == np.float32 else "float16"
         self._keys: list[str] | None = None
 
     @classmethod
@@ -81,7 +82,12 @@ class LabelBank:
                              f"{meta.get('version')!r}; expected {BANK_FORMAT!r} version {BANK_VERSION}")
         shape = (meta["num_samples"], meta["height"], meta["width"], meta["k"])
         arrays = {}
-        for name, dtype, want in (("scores", "<f2", shape), ("classes", meta["classes_dtype"], shape),
+        # Banks written before float32 scores existed already record scores_dtype "<f2".
+        scores_dtype = meta.get("scores_dtype", "<f2")
+        if scores_dtype not in ("<f2", "<f4"):
+            raise ValueError(f"LabelBank.open: {meta_path} says scores_dtype {scores_dtype!r}; a bank holds float16 "
+                             f"('<f2') or float32 ('<f4') scores: delete {path} and materialize again")
+        for name, dtype, want in (("scores", scores_dtype, shape), ("classes", meta["classes_dtype"], shape),
                                   ("labels", "<i4", shape[:1])):
             arr = np.load(path / f"{name}.npy", mmap_mode="r")
             if arr.shape != want or arr.dtype != np.dtype(dtype) or not arr.flags.c_contiguous:
@@ -103,13 +109,13 @@ class LabelBank:
 
     def __repr__(self) -> str:
         return (f"LabelBank({str(self.path)!r}, N={self.num_samples}, H={self.height}, W={self.width}, K={self.k}, "
-                f"C={self.num_classes})")
+                f"C={self.num_classes}, scores={self.scores_dtype})")
 
 
 def bank_nbytes(store: LabelStore) -> int:
     """Bytes a store's bank takes (data files; headers and keys are small)."""
     cells = store.num_samples * store.height * store.width * store.k
-    return cells * (2 + store.class_dtype.itemsize) + 4 * store.num_samples
+    return cells * (store.scores_numpy_dtype.itemsize + store.class_dtype.itemsize) + 4 * store.num_samples
 
 
 def default_bank_dirs() -> list[Path]:
@@ -187,7 +193,7 @@ def _build(store: LabelStore, final: Path, key: str, progress: bool) -> LabelBan
         digests = store.block_digests()
         started = time.perf_counter()
         with open(tmp / "scores.npy", "wb") as fs, open(tmp / "classes.npy", "wb") as fc:
-            _write_header(fs, "<f2", shape)
+            _write_header(fs, store.scores_numpy_dtype.str, shape)
             _write_header(fc, store.class_dtype.str, shape)
             bar = tqdm(total=store.num_samples, unit="sample", desc=f"materializing {store.url}", disable=not progress,
                        file=sys.stderr)
@@ -198,7 +204,7 @@ def _build(store: LabelStore, final: Path, key: str, progress: bool) -> LabelBan
                     raise ValueError(f"materialize: block {b} (rows {r.start}..{r.stop - 1}) of {store.url} does not "
                                      f"match its completion digest: the store was modified or damaged; rewrite that "
                                      f"block")
-                fs.write(np.ascontiguousarray(scores, "<f2").data)
+                fs.write(np.ascontiguousarray(scores, store.scores_numpy_dtype).data)
                 fc.write(np.ascontiguousarray(classes).data)
                 bar.update(scores.shape[0])
             bar.close()
@@ -206,7 +212,8 @@ def _build(store: LabelStore, final: Path, key: str, progress: bool) -> LabelBan
         (tmp / "keys.json").write_text(json.dumps(store.keys.tolist(), ensure_ascii=False))
         meta = {"format": BANK_FORMAT, "version": BANK_VERSION, "num_samples": store.num_samples,
                 "height": store.height, "width": store.width, "k": store.k, "num_classes": store.num_classes,
-                "scores_dtype": "<f2", "classes_dtype": store.class_dtype.str, "content_hash": key,
+                "scores_dtype": store.scores_numpy_dtype.str, "classes_dtype": store.class_dtype.str,
+                "content_hash": key,
                 "values": "logits", "source": store.url, "annotator": store.annotator,
                 "class_names": store.class_names, "store_format_version": fmt.FORMAT_VERSION,
                 "materialize_seconds": round(time.perf_counter() - started, 3)}

@@ -1,12 +1,13 @@
 """The label store's on-disk format: array names, dtypes, chunking and codecs (docs/FORMAT.md).
 
-Everything here uses only zarr v3 *core* data types and codecs (uint8/int16/int32/float16;
+Everything here uses only zarr v3 *core* data types and codecs (uint8/int16/int32/float16/float32;
 transpose, bytes, blosc, zstd), so any zarr v3 reader (zarr-python, tensorstore, zarrs) reads a
 store. The codecs were chosen by measurement (``benchmarks/store_bench.py --only codecs``, results
 in ``benchmarks/results/``), on maps from :mod:`dali_relabel.testing.synthetic`:
 
-* ``scores``: physical order (N, K, H, W) through the transpose codec, then Blosc-zstd level 5 with
-  byte shuffle. K-major order puts the spatially smooth plane of each rank together, and byte
+* ``scores``: float16 (default: half the bytes; each logit rounded by up to 2^-11 relative, ~8e-3 at 16) or
+  float32 (lossless for the official float32 release); the ``scores_dtype`` attribute says which. Physical
+  order (N, K, H, W) through the transpose codec, then Blosc-zstd level 5 with byte shuffle. K-major order puts the spatially smooth plane of each rank together, and byte
   shuffle separates the well-predictable sign/exponent bytes from the noisy mantissa bytes.
   Bit shuffle, zstd level 9 and larger chunks were measured and gained ≤ 3% at up to 20× the
   encoding time.
@@ -27,7 +28,14 @@ import numpy as np
 from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 
 FORMAT_NAME = "dali_relabel.label_store"
+# format_version is the oldest reader version that reads a store: 1 for float16 scores (the format as it
+# always was), 2 for float32 scores, which version-1 readers do not know and must refuse.
 FORMAT_VERSION = 1
+FORMAT_VERSION_FLOAT32 = 2
+READABLE_VERSIONS = (1, 2)
+
+SCORES_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
+DEFAULT_SCORES_DTYPE = "float16"
 
 SCORES, CLASSES, LABELS, KEYS, BLOCK_DIGESTS = "scores", "classes", "labels", "keys", "block_digests"
 DIGEST_BYTES = 16  # BLAKE2b-128 of a block's scores bytes followed by its classes bytes
@@ -40,6 +48,27 @@ COMPLETENESS_RULE = (
 KEYS_ENCODING = "utf-8, zero-padded to the second dimension (tensorstore and other readers lack a string type)"
 
 
+def scores_dtype(name: str) -> np.dtype:
+    """The stored dtype of a ``scores_dtype`` name ("float16" or "float32"); ValueError names the choices."""
+    if name not in SCORES_DTYPES:
+        raise ValueError(f"scores_dtype must be one of {sorted(SCORES_DTYPES)}, got {name!r}")
+    return SCORES_DTYPES[name]
+
+
+def scores_dtype_name(dtype) -> str:
+    """The ``scores_dtype`` name of a stored dtype (inverse of :func:`scores_dtype`)."""
+    dtype = np.dtype(dtype)
+    for name, d in SCORES_DTYPES.items():
+        if d == dtype:
+            return name
+    raise ValueError(f"scores of dtype {dtype} are not a label store dtype ({sorted(SCORES_DTYPES)})")
+
+
+def format_version(scores_dtype_name_: str) -> int:
+    """The ``format_version`` a store with these scores is written with (see FORMAT_VERSION)."""
+    return FORMAT_VERSION if scores_dtype_name_ == "float16" else FORMAT_VERSION_FLOAT32
+
+
 def class_dtype(num_classes: int) -> np.dtype:
     """int16 when every class index fits, else int32."""
     return np.dtype("<i2") if num_classes <= np.iinfo(np.int16).max + 1 else np.dtype("<i4")
@@ -49,7 +78,8 @@ def invalid_entries(scores: np.ndarray, classes: np.ndarray, num_classes: int) -
     """Where a block of maps breaks the format's rules (docs/FORMAT.md): every check, by kind.
 
     Args:
-        scores: ``[n, H, W, K]`` float16 logits, as stored. classes: ``[n, H, W, K]`` integers. num_classes: C.
+        scores: ``[n, H, W, K]`` float16 or float32 logits, as stored. classes: ``[n, H, W, K]`` integers.
+        num_classes: C.
 
     Returns:
         ``{kind: bool mask}``: ``not-finite`` and ``class-range`` ``[n, H, W, K]``; ``unsorted`` (a score above
@@ -63,10 +93,10 @@ def invalid_entries(scores: np.ndarray, classes: np.ndarray, num_classes: int) -
             "unsorted": unsorted, "duplicate-class": srt[..., 1:] == srt[..., :-1]}
 
 
-def scores_codecs() -> dict:
-    """create_array keyword arguments for the scores codecs."""
+def scores_codecs(itemsize: int = 2) -> dict:
+    """create_array keyword arguments for the scores codecs (``itemsize``: 2 for float16, 4 for float32)."""
     return {"filters": [TransposeCodec(order=(0, 3, 1, 2))],
-            "compressors": [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle", typesize=2)]}
+            "compressors": [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle", typesize=itemsize)]}
 
 
 def classes_codecs(itemsize: int) -> dict:
@@ -95,9 +125,16 @@ def decode_keys(raw: np.ndarray) -> np.ndarray:
 
 
 def block_digest(scores: np.ndarray, classes: np.ndarray) -> bytes:
-    """The completion digest of a block, as stored in ``block_digests``."""
+    """The completion digest of a block, as stored in ``block_digests``.
+
+    Args:
+        scores: the block's scores in the store's dtype (float16 or float32): their bytes are hashed.
+        classes: the block's classes in the store's dtype.
+    """
+    if scores.dtype not in (np.float16, np.float32):
+        raise TypeError(f"block_digest: scores must be float16 or float32 as stored, got {scores.dtype}")
     h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    h.update(np.ascontiguousarray(scores, "<f2").data)
+    h.update(np.ascontiguousarray(scores, scores.dtype.newbyteorder("<")).data)
     h.update(np.ascontiguousarray(classes, classes.dtype.newbyteorder("<")).data)
     digest = h.digest()
     # An all-zero row means "incomplete": a (2^-128-likely) all-zero digest is nudged.

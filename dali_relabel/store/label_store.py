@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .bank import LabelBank
 
 # Fields that must match for create(..., exist_ok=True) to resume an existing store.
-_IDENTITY_FIELDS = ("num_samples", "height", "width", "k", "num_classes", "block_size", "annotator")
+_IDENTITY_FIELDS = ("num_samples", "height", "width", "k", "num_classes", "block_size", "scores_dtype", "annotator")
 
 
 class LabelStore:
@@ -44,6 +44,8 @@ class LabelStore:
     Attributes:
         url: where the store lives (local path or fsspec URL), as given.
         num_samples, height, width, k, num_classes, block_size, num_blocks: the store's geometry.
+        scores_dtype: "float16" or "float32", how the scores are stored (stores written before the choice
+            existed are float16).
         annotator: description of the machine annotator (dict, may be empty).
         class_names: one name per class (e.g. WordNet ids) or None.
         mode: "r" or "r+".
@@ -63,6 +65,9 @@ class LabelStore:
         self.class_names: list[str] | None = attrs.get("class_names")
         self.class_dtype = fmt.class_dtype(self.num_classes)
         self._scores = group[fmt.SCORES]
+        # The array's own dtype decides (stores of format version 1 have no scores_dtype attribute).
+        self.scores_dtype: str = fmt.scores_dtype_name(self._scores.dtype)
+        self.scores_numpy_dtype: np.dtype = fmt.scores_dtype(self.scores_dtype)
         self._classes = group[fmt.CLASSES]
         self._digests = group[fmt.BLOCK_DIGESTS]
         self._keys: np.ndarray | None = None
@@ -75,7 +80,8 @@ class LabelStore:
     @classmethod
     def create(cls, url, *, keys: Sequence[str], num_classes: int, height: int, width: int, k: int,
                labels: Sequence[int] | np.ndarray | None = None, class_names: Sequence[str] | None = None,
-               annotator: dict | None = None, block_size: int = 512, exist_ok: bool = False) -> LabelStore:
+               annotator: dict | None = None, block_size: int = 512, scores_dtype: str = fmt.DEFAULT_SCORES_DTYPE,
+               exist_ok: bool = False) -> LabelStore:
         """Creates an empty store for ``len(keys)`` samples (or resumes one).
 
         Args:
@@ -90,9 +96,11 @@ class LabelStore:
             annotator: JSON-serialisable description of the machine annotator (model, input size,
                 resize policy...).
             block_size: samples per block (the unit of writing, chunking and completion).
+            scores_dtype: "float16" (default: half the bytes; each logit rounded to 11 significant bits) or
+                "float32" (keeps float32 logits exactly, e.g. the official release's).
             exist_ok: if a store is already at ``url``: open it read-write to resume when keys, shape,
-                num_classes, k, block_size and annotator (and labels/class_names, when given) are
-                identical; otherwise raise.
+                num_classes, k, block_size, scores_dtype and annotator (and labels/class_names, when
+                given) are identical; otherwise raise.
 
         Returns:
             The store, open in mode "r+".
@@ -110,6 +118,9 @@ class LabelStore:
                 raise ValueError(f"LabelStore.create: {name} must be an integer >= {low}, got {value!r}")
         if k > num_classes:
             raise ValueError(f"LabelStore.create: k ({k}) cannot exceed num_classes ({num_classes})")
+        if scores_dtype not in fmt.SCORES_DTYPES:
+            raise ValueError(f"LabelStore.create: scores_dtype must be one of {sorted(fmt.SCORES_DTYPES)}, got "
+                             f"{scores_dtype!r}")
         labels_arr = _check_labels(labels, n, num_classes)
         if class_names is not None:
             class_names = [str(c) for c in class_names]
@@ -123,9 +134,9 @@ class LabelStore:
 
         n_blocks = -(-n // block_size)
         attrs = {
-            "format": fmt.FORMAT_NAME, "format_version": fmt.FORMAT_VERSION,
+            "format": fmt.FORMAT_NAME, "format_version": fmt.format_version(scores_dtype),
             "num_samples": n, "height": int(height), "width": int(width), "k": int(k),
-            "num_classes": int(num_classes), "values": "logits",
+            "num_classes": int(num_classes), "scores_dtype": scores_dtype, "values": "logits",
             "layout": "scores/classes [N, H, W, K]: row = image y, column = image x, K sorted by descending score",
             "annotator": annotator, "class_names": class_names,
             "block_size": int(block_size), "num_blocks": n_blocks,
@@ -147,19 +158,20 @@ class LabelStore:
         if group is None:
             group = zarr.open_group(store_arg, mode="a", zarr_format=3)
         cls._create_arrays(group, url, n, int(height), int(width), int(k), int(num_classes), int(block_size),
-                           n_blocks, keys, labels_arr)
+                           n_blocks, keys, labels_arr, fmt.scores_dtype(scores_dtype))
         # The format attribute goes last: its presence says that creation finished.
         group.attrs.put(attrs)
         return cls(group, url, "r+")
 
     @staticmethod
-    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, keys, labels) -> None:
+    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, keys, labels,
+                       sdt: np.dtype) -> None:
         """Creates the arrays (idempotent: an interrupted or concurrent creation writes the same)."""
         cdt = fmt.class_dtype(c)
         key_bytes = fmt.encode_keys(keys)
         specs = {
-            fmt.SCORES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype="<f2", fill_value=np.nan,
-                             **fmt.scores_codecs()),
+            fmt.SCORES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype=sdt, fill_value=np.nan,
+                             **fmt.scores_codecs(sdt.itemsize)),
             fmt.CLASSES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype=cdt, fill_value=-1,
                               **fmt.classes_codecs(cdt.itemsize)),
             fmt.LABELS: dict(shape=(n,), chunks=(min(n, 1 << 20),), dtype="<i4", fill_value=-1,
@@ -207,9 +219,19 @@ class LabelStore:
             raise ValueError(f"LabelStore.open: {url} is a zarr group but not a complete label store (no "
                              f"format={fmt.FORMAT_NAME!r} attribute; an interrupted creation?): create it again "
                              f"with LabelStore.create(..., exist_ok=True)")
-        if attrs.get("format_version") != fmt.FORMAT_VERSION:
+        if attrs.get("format_version") not in fmt.READABLE_VERSIONS:
             raise ValueError(f"LabelStore.open: {url} has format version {attrs.get('format_version')}, this "
-                             f"dali_relabel reads version {fmt.FORMAT_VERSION}: upgrade dali_relabel")
+                             f"dali_relabel reads versions {list(fmt.READABLE_VERSIONS)}: upgrade dali_relabel")
+        try:
+            stored = fmt.scores_dtype_name(group[fmt.SCORES].dtype)
+        except ValueError as e:
+            raise ValueError(f"LabelStore.open: {url}: {e}; the store was not written by a label store "
+                             f"writer") from None
+        said = attrs.get("scores_dtype", fmt.DEFAULT_SCORES_DTYPE)
+        if said != stored or attrs.get("format_version") < fmt.format_version(stored):
+            raise ValueError(f"LabelStore.open: {url} says scores_dtype={said!r} (format version "
+                             f"{attrs.get('format_version')}) but its scores array is {stored}: the store's metadata "
+                             f"is inconsistent; write it again")
         return cls(group, url, mode)
 
     def _check_same(self, attrs: dict, keys: list[str], labels: np.ndarray | None,
@@ -297,7 +319,7 @@ class LabelStore:
         Args:
             block: block index in ``[0, num_blocks)``.
             scores: ``[len(block_rows(block)), H, W, K]`` float logits, non-increasing along K, finite
-                (stored as float16; values outside float16's range are rejected).
+                (stored as ``scores_dtype``, rounded to nearest; values outside its range are rejected).
             classes: same shape, integer class indices in ``[0, num_classes)``, distinct per cell.
 
         Raises:
@@ -333,12 +355,12 @@ class LabelStore:
         if not np.issubdtype(classes.dtype, np.integer):
             raise ValueError(f"{where}: classes must be integers, got {classes.dtype}")
         with np.errstate(over="ignore"):
-            s16 = scores.astype("<f2")
-        bad = fmt.invalid_entries(s16, classes, self.num_classes)
+            stored = scores.astype(self.scores_numpy_dtype)
+        bad = fmt.invalid_entries(stored, classes, self.num_classes)
         mask = bad["not-finite"]
         if mask.any():
             original = scores[mask][0]
-            reason = "not finite" if not np.isfinite(original) else "outside the float16 range"
+            reason = "not finite" if not np.isfinite(original) else f"outside the {self.scores_dtype} range"
             self._fail(where, rows, mask, f"score {original} is {reason}", "store finite logits")
         mask = bad["class-range"]
         if mask.any():
@@ -350,7 +372,7 @@ class LabelStore:
         if bad["duplicate-class"].any():
             self._fail(where, rows, bad["duplicate-class"], "a class appears twice in one cell",
                        "each cell's top-k classes must differ")
-        return s16, classes.astype(self.class_dtype)
+        return stored, classes.astype(self.class_dtype)
 
     def _fail(self, where: str, rows: range, bad: np.ndarray, problem: str, fix: str) -> None:
         i, y, x = (int(v) for v in np.argwhere(bad)[0][:3])
@@ -382,7 +404,7 @@ class LabelStore:
             rows: an int (one sample), a slice, or an int array (any order, repeats allowed).
 
         Returns:
-            ``(scores, classes)``: float16 and int16/int32, ``[H, W, K]`` for an int, else
+            ``(scores, classes)``: ``scores_dtype`` and int16/int32, ``[H, W, K]`` for an int, else
             ``[len(rows), H, W, K]``.
 
         Raises:
@@ -413,7 +435,7 @@ class LabelStore:
             return self._empty()
         blocks = idx // self.block_size
         self._require_complete(np.unique(blocks))
-        scores = np.empty((idx.size, self.height, self.width, self.k), np.float16)
+        scores = np.empty((idx.size, self.height, self.width, self.k), self.scores_numpy_dtype)
         classes = np.empty(scores.shape, self.class_dtype)
         for b in np.unique(blocks):
             sel = np.nonzero(blocks == b)[0]
@@ -437,7 +459,7 @@ class LabelStore:
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
         shape = (0, self.height, self.width, self.k)
-        return np.empty(shape, np.float16), np.empty(shape, self.class_dtype)
+        return np.empty(shape, self.scores_numpy_dtype), np.empty(shape, self.class_dtype)
 
     def _require_complete(self, blocks: np.ndarray) -> None:
         if self._complete_cache[blocks].all():
@@ -482,9 +504,12 @@ class LabelStore:
         """
         self._require_all_complete("content_hash")
         h = hashlib.blake2b(digest_size=16)
-        h.update(json.dumps({"format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION, "n": self.num_samples,
-                             "h": self.height, "w": self.width, "k": self.k, "c": self.num_classes,
-                             "block_size": self.block_size, "classes": self.class_dtype.str}).encode())
+        identity = {"format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION, "n": self.num_samples,
+                    "h": self.height, "w": self.width, "k": self.k, "c": self.num_classes,
+                    "block_size": self.block_size, "classes": self.class_dtype.str}
+        if self.scores_dtype != "float16":  # float16 stores keep the hash (and bank name) they always had
+            identity["scores"] = self.scores_numpy_dtype.str
+        h.update(json.dumps(identity).encode())
         h.update(self.block_digests().tobytes())
         h.update(np.ascontiguousarray(self.labels, "<i4").tobytes())
         h.update("\0".join(self.keys.tolist()).encode("utf-8"))

@@ -7,6 +7,18 @@ image by relative path without extension (store keys keep the image's extension)
 ``ImageFolder`` order and labels are the class folder indices. Each cell is transposed to
 ``[H, W, K]`` and sorted by descending score (ties: ascending class).
 
+Scores dtype: float32 files (the official release) go to a float32 store, which keeps every logit
+exactly; float16 files to a float16 store; ``scores_dtype`` overrides (float16 halves the scores at a
+rounding of up to 2^-11 relative per logit, ~8e-3 at a logit of 16).
+
+Number of classes (``num_classes=None``): class folders named like WordNet ids (``n01440764``, as in
+ImageNet) mean the official release, ImageNet-1k: 1000 classes, also when only some folders are
+present; otherwise the larger of the folder count and 1 + the largest class index in the maps (all
+maps are read for that before any block is written). Labels (the images' original classes) are the
+folder indices when the folders are all the classes; for a subset of ImageNet-1k folders they are the
+ImageNet-1k indices of the folders (the class order timm ships; -1, unknown, without timm); otherwise
+the folder indices, and the report asks to check them.
+
 Layouts (``layout``): ``"kyx"`` (default) — the file's axes are ``[K, y, x]``, rows = image y, the
 natural layout of a conv output and what TokenLabeling's generator writes; ``"kxy"`` — ``[K, x, y]``,
 for maps saved transposed (the official loader's crop-box quirk pools them as if they were).
@@ -20,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -33,6 +46,8 @@ from .label_store import LabelStore
 
 LAYOUTS = {"kyx": (1, 2, 0), "kxy": (2, 1, 0)}  # file axes → [H, W, K]
 _SHOWN = 20  # missing pairs listed in an error
+IMAGENET_CLASSES = 1000  # the official release is ImageNet-1k
+_WNID = re.compile(r"n\d{8}")  # a WordNet id, ImageNet's class folder names
 
 
 class NaverImportError(ValueError):
@@ -52,11 +67,18 @@ class ImportReport:
     blocks_written: int
     blocks_already_complete: int
     seconds: float
+    num_classes: int = 0
+    num_classes_reason: str = ""
+    scores_dtype: str = ""
+    labels_note: str = ""
 
     def summary(self) -> str:
         lines = [f"{self.store}: {self.imported} samples ({self.num_images} images, {self.num_maps} maps); "
                  f"{self.blocks_written} blocks written, {self.blocks_already_complete} already complete; "
-                 f"{self.seconds:.1f} s"]
+                 f"{self.seconds:.1f} s",
+                 f"num_classes {self.num_classes} ({self.num_classes_reason}); scores stored as {self.scores_dtype}"]
+        if self.labels_note:
+            lines.append(self.labels_note)
         for what, items in (("images without a map (not imported)", self.images_without_map),
                             ("maps without an image (ignored)", self.maps_without_image)):
             if items:
@@ -66,7 +88,8 @@ class ImportReport:
 
 
 def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
-                   expect_shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   expect_shape: tuple[int, ...] | None = None, scores_dtype: str = "float32",
+                   chosen_from: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reads one official ``.pt`` map as store data.
 
     Args:
@@ -74,6 +97,9 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
         num_classes: class indices must lie in ``[0, num_classes)``.
         layout: ``"kyx"`` or ``"kxy"`` (see the module doc).
         expect_shape: the ``[2, K, H, W]`` shape every map must have (the first map's), or None.
+        scores_dtype: the store's scores dtype, "float32" or "float16" (then scores must fit its range).
+        chosen_from: the file the store's float16 dtype was chosen from (automatic choice), or None: a float32
+            file is then refused rather than rounded.
 
     Returns:
         ``(scores, classes)``: float32 and int64 ``[H, W, K]``, each cell sorted by descending score, ties by
@@ -100,6 +126,11 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
                                f"maps of a store share K, H and W")
     if not t.is_floating_point():
         raise NaverImportError(f"{path}: dtype {t.dtype}, expected float32 or float16")
+    if chosen_from is not None and scores_dtype == "float16" and t.dtype != torch.float16:
+        held = str(t.dtype).replace("torch.", "")
+        raise NaverImportError(f"{path}: holds {held} scores, but the store keeps float16 (chosen from the first "
+                               f"map, {chosen_from}, which is float16): pass --scores-dtype float32 to keep them "
+                               f"exactly, or --scores-dtype float16 to round them")
     a = t.detach().to(torch.float64).numpy()
     scores, cls = a[0], a[1]
     bad = ~np.isfinite(scores)
@@ -112,9 +143,9 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
         where = tuple(int(v) for v in np.argwhere(bad)[0])
         raise NaverImportError(f"{path}: class index {cls[where]} at [k, i, j] = {list(where)} is not an integer in "
                                f"[0, {num_classes}) ({int(bad.sum())} such values); check --num-classes")
-    if np.abs(scores).max() > np.finfo(np.float16).max:
+    if scores_dtype == "float16" and np.abs(scores).max() > np.finfo(np.float16).max:
         raise NaverImportError(f"{path}: a score of magnitude {np.abs(scores).max()} exceeds the float16 range "
-                               f"of the store")
+                               f"of the store; import with --scores-dtype float32")
     axes = LAYOUTS[layout]
     scores, cls = scores.transpose(axes), cls.transpose(axes).astype(np.int64)
     # Descending score; ties by ascending class, so the store does not depend on the file's rank order.
@@ -130,8 +161,8 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
 
 
 def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missing: bool = False,
-                 workers: int | None = None, num_classes: int | None = None, block_size: int = 512,
-                 annotator: dict | None = None, progress: bool = True) -> ImportReport:
+                 workers: int | None = None, num_classes: int | None = None, scores_dtype: str | None = None,
+                 block_size: int = 512, annotator: dict | None = None, progress: bool = True) -> ImportReport:
     """Converts the official release into a label store (resuming a partial import).
 
     Args:
@@ -142,7 +173,11 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
         allow_missing: import the matched pairs when some images lack a map or some maps lack an
             image (listed in the report) instead of failing.
         workers: processes (default: CPU count, at most 8); 1 imports in this process.
-        num_classes: C (default: the number of class folders).
+        num_classes: C (default: 1000 when the class folders are WordNet ids, i.e. ImageNet-1k, the official
+            release, even for a subset of its folders; else the larger of the folder count and 1 + the largest
+            class index in the maps).
+        scores_dtype: "float32" or "float16" (default: the first map's dtype, so the float32 release is kept
+            exactly).
         block_size: samples per store block.
         annotator: description stored in the store (default: the release's).
         progress: show a progress bar.
@@ -186,21 +221,33 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
                                  "the matched pairs only")
     if not matched:
         raise NaverImportError(f"import_naver: no map in {maps_dir} matches an image in {images_dir}")
-    num_classes = len(class_names) if num_classes is None else num_classes
+    if scores_dtype not in (None, "float16", "float32"):
+        raise ValueError(f"import_naver: scores_dtype must be 'float16' or 'float32' (or None: the maps' own), got "
+                         f"{scores_dtype!r}")
+
+    keys = [image_keys[i] for i in matched]
+    map_paths = [str(maps[os.path.splitext(k)[0]]) for k in keys]
+    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+    if num_classes is None:
+        num_classes, reason = _default_num_classes(class_names, map_paths, workers, progress)
+    else:
+        reason = "given"
     if len(class_names) > num_classes:
         raise NaverImportError(f"import_naver: {images_dir} has {len(class_names)} class folders but num_classes is "
                                f"{num_classes}; pass --num-classes >= {len(class_names)}")
-
-    keys = [image_keys[i] for i in matched]
-    labels = np.array([image_labels[i] for i in matched], np.int32)
-    map_paths = [str(maps[os.path.splitext(k)[0]]) for k in keys]
-    first_shape = _first_shape(map_paths[0], num_classes, layout)
+    folder_labels = np.array([image_labels[i] for i in matched], np.int32)
+    labels, store_class_names, labels_note = _labels(class_names, folder_labels, num_classes)
+    first_shape, first_dtype = _first_map(map_paths[0], num_classes, layout)
+    chosen_from = None
+    if scores_dtype is None:
+        scores_dtype = "float16" if first_dtype == "float16" else "float32"
+        chosen_from = map_paths[0]
     _, k, h, w = first_shape
     if layout == "kxy":
         h, w = w, h
     store = LabelStore.create(
         out, keys=keys, labels=labels, num_classes=num_classes, height=h, width=w, k=k,
-        class_names=class_names if len(class_names) == num_classes else None,
+        class_names=store_class_names, scores_dtype=scores_dtype,
         annotator=annotator if annotator is not None else {
             "source": "naver-ai/relabel_imagenet label maps (official release format)",
             "imported_with": "dali-relabel import-naver", "file_layout": f"[2, K, {layout[1]}, {layout[2]}]"},
@@ -211,8 +258,7 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
     bar = tqdm(total=store.num_samples, initial=done_samples, unit="map", desc=f"importing into {out}",
                disable=not progress, file=sys.stderr)
     tasks = [(str(out), b, map_paths[store.block_rows(b).start:store.block_rows(b).stop], layout, num_classes,
-              first_shape) for b in todo]
-    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+              first_shape, store.scores_dtype, chosen_from) for b in todo]
     if workers == 1 or len(tasks) <= 1 or "memory://" in str(out):
         for task in tasks:  # memory:// stores live in this process only
             bar.update(_import_block(task, store))
@@ -231,7 +277,8 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
     return ImportReport(store=str(out), num_images=len(image_keys), num_maps=len(maps), imported=len(keys),
                         images_without_map=sorted(images_without), maps_without_image=maps_without,
                         blocks_written=len(tasks), blocks_already_complete=int(done.sum()),
-                        seconds=time.perf_counter() - started)
+                        seconds=time.perf_counter() - started, num_classes=num_classes,
+                        num_classes_reason=reason, scores_dtype=store.scores_dtype, labels_note=labels_note)
 
 
 def _scan_maps(root: Path) -> dict[str, Path]:
@@ -246,11 +293,91 @@ def _scan_maps(root: Path) -> dict[str, Path]:
     return out
 
 
-def _first_shape(path: str, num_classes: int, layout: str) -> tuple[int, int, int, int]:
+def _first_map(path: str, num_classes: int, layout: str) -> tuple[tuple[int, int, int, int], str]:
+    """Shape and dtype name of the first map (checked in full, so a bad first file is named)."""
     import torch
 
-    load_naver_map(path, num_classes=num_classes, layout=layout)  # full check, with the file named on failure
-    return tuple(torch.load(path, map_location="cpu", weights_only=True).shape)
+    load_naver_map(path, num_classes=num_classes, layout=layout)
+    t = torch.load(path, map_location="cpu", weights_only=True)
+    return tuple(t.shape), str(t.dtype).replace("torch.", "")
+
+
+def imagenet1k_classes() -> list[str] | None:
+    """The 1000 ImageNet-1k WordNet ids in class-index order (as timm ships them), or None without timm."""
+    try:
+        from timm.data import ImageNetInfo
+    except ImportError:
+        return None
+    names = list(ImageNetInfo().label_names())
+    return names if len(names) == IMAGENET_CLASSES else None
+
+
+def _default_num_classes(class_names: list[str], map_paths: list[str], workers: int,
+                         progress: bool) -> tuple[int, str]:
+    """num_classes when not given, and why (see the module doc)."""
+    if class_names and all(_WNID.fullmatch(c) for c in class_names) and len(class_names) <= IMAGENET_CLASSES:
+        return IMAGENET_CLASSES, "ImageNet-1k: the class folders are WordNet ids"
+    largest, where = _largest_class_index(map_paths, workers, progress)
+    if largest + 1 > len(class_names):
+        return largest + 1, f"1 + the largest class index in the maps ({largest}, in {where})"
+    return len(class_names), "the number of class folders"
+
+
+def _largest_class_index(paths: list[str], workers: int, progress: bool) -> tuple[int, str]:
+    """The largest class index in the maps and a file holding it: reads every map, before any block is written."""
+    from tqdm import tqdm
+
+    size = max(1, min(256, -(-len(paths) // (4 * workers))))  # a few chunks per worker, at most 256 maps each
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+    best = (-1, "")
+    with tqdm(total=len(paths), unit="map", desc="finding num_classes", disable=not progress, file=sys.stderr) as bar:
+        if workers == 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                best = max(best, _chunk_largest_class(chunk))
+                bar.update(len(chunk))
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=get_context("spawn")) as pool:
+                for chunk, found in zip(chunks, pool.map(_chunk_largest_class, chunks)):
+                    best = max(best, found)
+                    bar.update(len(chunk))
+    return best
+
+
+def _chunk_largest_class(paths: list[str]) -> tuple[int, str]:
+    import torch
+
+    best = (-1, "")
+    for p in paths:
+        try:
+            largest = int(torch.load(p, map_location="cpu", weights_only=True)[1].max())
+        except Exception:
+            continue  # a bad file is reported, with its name, when its block is imported
+        best = max(best, (largest, p))
+    return best
+
+
+def _labels(class_names: list[str], folder_labels: np.ndarray,
+            num_classes: int) -> tuple[np.ndarray, list[str] | None, str]:
+    """The images' original labels as class indices of the maps, the class names, and a note when unknown.
+
+    A subset of ImageNet-1k's folders is labelled by each folder's ImageNet-1k index (-1 when that order is
+    not known); any other tree by its folder indices (ImageFolder's labels), which are the class indices when
+    the folders are all the classes; otherwise the note asks to check.
+    """
+    if len(class_names) == num_classes:
+        return folder_labels, class_names, ""
+    if num_classes == IMAGENET_CLASSES and all(_WNID.fullmatch(c) for c in class_names):
+        imagenet = imagenet1k_classes()
+        if imagenet is not None and set(class_names) <= set(imagenet):
+            index = np.array([imagenet.index(c) for c in class_names], np.int32)
+            return index[folder_labels], imagenet, ""
+        why = "install timm for ImageNet-1k's class order" if imagenet is None else \
+            "some folders are not ImageNet-1k classes"
+        return np.full_like(folder_labels, -1), None, (
+            f"labels unknown (-1): {len(class_names)} class folders of {num_classes} classes ({why})")
+    return folder_labels, None, (
+        f"labels are the folder indices 0..{len(class_names) - 1} ({len(class_names)} class folders of "
+        f"{num_classes} classes): check that they are the maps' class indices")
 
 
 _worker_stores: dict[str, LabelStore] = {}
@@ -258,11 +385,12 @@ _worker_stores: dict[str, LabelStore] = {}
 
 def _import_block(task, store: LabelStore | None = None) -> int:
     """Loads one block's maps and writes the block. Runs in a worker process (or inline)."""
-    url, block, paths, layout, num_classes, shape = task
+    url, block, paths, layout, num_classes, shape, scores_dtype, chosen_from = task
     if store is None:
         store = _worker_stores.get(url)
         if store is None:
             store = _worker_stores[url] = LabelStore.open(url, mode="r+")
-    loaded = [load_naver_map(p, num_classes=num_classes, layout=layout, expect_shape=shape) for p in paths]
+    loaded = [load_naver_map(p, num_classes=num_classes, layout=layout, expect_shape=shape, scores_dtype=scores_dtype,
+                             chosen_from=chosen_from) for p in paths]
     store.write_block(block, np.stack([s for s, _ in loaded]), np.stack([c for _, c in loaded]))
     return len(paths)

@@ -13,10 +13,10 @@ candidate classes ("slots"), adds smooth and white noise, and keeps each cell's 
 * noise: a random 4×4 field upsampled bilinearly (σ 0.6, spatially smooth) plus white noise
   (σ 0.1), as the real maps are smooth but not exactly so.
 
-Values are logits (pre-softmax), float16, sorted descending per cell; classes are distinct within
-a cell (they are distinct within the image). The sequence is deterministic in ``seed`` and the
-row: rows ``[start, start + n)`` are the same whatever ``n`` and however the range is split,
-so independent writers can produce disjoint blocks of one data set.
+Values are logits (pre-softmax), float16 (or float32, as in the official release), sorted descending per
+cell; classes are distinct within a cell (they are distinct within the image). The sequence is
+deterministic in ``seed`` and the row: rows ``[start, start + n)`` are the same whatever ``n`` and
+however the range is split, so independent writers can produce disjoint blocks of one data set.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _OBJECT_COUNT_P = (0.55, 0.27, 0.12, 0.06)  # 1, 2, 3, 4 objects
 
 
 def synthetic_label_maps(n: int, *, height: int = 15, width: int = 15, k: int = 5, num_classes: int = 1000,
-                         seed: int = 0, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                         seed: int = 0, start: int = 0, scores_dtype: str = "float16") -> tuple[np.ndarray, np.ndarray]:
     """Rows ``[start, start + n)`` of a seeded sequence of synthetic top-k label maps.
 
     Args:
@@ -45,9 +45,11 @@ def synthetic_label_maps(n: int, *, height: int = 15, width: int = 15, k: int = 
         num_classes: C; class indices are in ``[0, C)``.
         seed: selects the sequence.
         start: first row of the sequence to return.
+        scores_dtype: "float16" or "float32" (the same maps with float32 precision: the float16 values are
+            these rounded).
 
     Returns:
-        ``(scores, classes)``: ``scores`` float16 ``[n, H, W, K]`` logits, non-increasing along K;
+        ``(scores, classes)``: ``scores`` ``[n, H, W, K]`` logits (``scores_dtype``), non-increasing along K;
         ``classes`` ``[n, H, W, K]`` int16 (int32 when ``num_classes > 32768``), distinct per cell.
     """
     if n < 0 or start < 0:
@@ -55,14 +57,16 @@ def synthetic_label_maps(n: int, *, height: int = 15, width: int = 15, k: int = 
     if height < 1 or width < 1 or k < 1 or k > num_classes:
         raise ValueError(f"synthetic_label_maps: need height, width >= 1 and 1 <= k <= num_classes; got "
                          f"height={height}, width={width}, k={k}, num_classes={num_classes}")
-    scores = np.empty((n, height, width, k), np.float16)
+    if scores_dtype not in ("float16", "float32"):
+        raise ValueError(f"synthetic_label_maps: scores_dtype must be 'float16' or 'float32', got {scores_dtype!r}")
+    scores = np.empty((n, height, width, k), scores_dtype)
     classes = np.empty((n, height, width, k), class_dtype(num_classes))
     first_page, end = start // _PAGE, start + n
     for page in range(first_page, (end + _PAGE - 1) // _PAGE):
         lo, hi = max(start, page * _PAGE), min(end, (page + 1) * _PAGE)
         if lo >= hi:
             continue
-        s, c = _page(page, seed, height, width, k, num_classes)
+        s, c = _page(page, seed, height, width, k, num_classes, np.dtype(scores_dtype))
         scores[lo - start:hi - start] = s[lo - page * _PAGE:hi - page * _PAGE]
         classes[lo - start:hi - start] = c[lo - page * _PAGE:hi - page * _PAGE]
     return scores, classes
@@ -87,7 +91,8 @@ def _distinct_classes(rng: np.random.Generator, wanted: np.ndarray, num_classes:
     raise AssertionError("could not draw distinct classes")  # pragma: no cover (probability ~0)
 
 
-def _page(page: int, seed: int, h: int, w: int, k: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _page(page: int, seed: int, h: int, w: int, k: int, num_classes: int,
+          dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, page, 0x5E1AB])
     p, s = _PAGE, min(max(_SLOTS, k), num_classes)
     n_obj = rng.choice(np.arange(1, _MAX_OBJECTS + 1), size=p, p=_OBJECT_COUNT_P)
@@ -143,7 +148,7 @@ def _page(page: int, seed: int, h: int, w: int, k: int, num_classes: int) -> tup
 
     logits = logits.transpose(0, 2, 3, 1)                                        # [P, H, W, S]
     order = np.argsort(-logits, axis=-1, kind="stable")[..., :k]
-    scores = np.take_along_axis(logits, order, axis=-1).astype(np.float16)
+    scores = np.take_along_axis(logits, order, axis=-1).astype(dtype)
     classes = np.take_along_axis(np.broadcast_to(cls[:, None, None, :], logits.shape), order, axis=-1)
     return scores, classes.astype(class_dtype(num_classes))
 

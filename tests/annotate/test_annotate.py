@@ -148,6 +148,19 @@ def test_store_holds_topk_of_the_dense_map(reference, image_tree):
     assert cli_main(["verify", s.url, "--images", str(image_tree), "--quiet"]) == 0
 
 
+def test_float32_scores_keep_the_logits(reference, image_tree, tmp_path):
+    """scores_dtype="float32": the same top-k, with the logits kept in float32 (float16 stores round them)."""
+    annotate(images=str(image_tree), out=str(tmp_path / "f32"), progress=False, scores_dtype="float32", **ARGS)
+    store = LabelStore.open(tmp_path / "f32")
+    assert store.scores_dtype == "float32" and store.is_complete
+    s32, c32 = store.read(slice(None))
+    s16, c16 = reference.read(slice(None))
+    assert s32.dtype == np.float32
+    np.testing.assert_array_equal(c32, c16)
+    np.testing.assert_array_equal(s32.astype(np.float16), s16)
+    assert (s32 != s16.astype(np.float32)).mean() > 0.5
+
+
 @requires_gpu
 def test_gpu_annotation_is_the_topk_of_the_dense_map_and_reproducible(image_tree, tmp_path):
     args = {**ARGS, "device": "cuda"}

@@ -12,6 +12,8 @@ from label_pool_cases import (
     BAD_INPUTS,
     SCORE_CLASS_DTYPES,
     assert_close,
+    far_edge_batch,
+    far_edge_non_square_batch,
     good_sample,
     make_batch,
     run_once,
@@ -20,7 +22,8 @@ from label_pool_cases import (
 )
 from reference import random_box, random_label_map, slow_label_pool
 
-from dali_relabel.testing.official import official_relabel_targets
+from dali_relabel.testing.official import official_coords, official_pooled_logits, official_relabel_targets
+from dali_relabel.testing.synthetic import synthetic_label_maps
 
 
 @pytest.mark.parametrize("h,w,k,num_classes", [
@@ -62,20 +65,35 @@ def test_mixed_map_shapes_in_one_batch(label_pool_runner):
 
 
 def test_transpose_box_reproduces_the_official_code(label_pool_runner):
-    """transpose_box=True equals relabel_imagenet's formula; the default pools the true box."""
-    scores, classes, starts, ends = make_batch(11, 15, 15, 5, 1000)
-    # The official tensors: [B, 2, K, H, W] (scores, classes-as-float), coords (y0, x0, y1, x1).
-    maps = torch.stack([torch.from_numpy(np.stack(scores).astype(np.float64)),
-                        torch.from_numpy(np.stack(classes).astype(np.float64))], 1).permute(0, 1, 4, 2, 3)
-    coords = torch.from_numpy(np.concatenate([np.stack(starts), np.stack(ends)], 1).astype(np.float64))
-    official = official_relabel_targets(maps, coords, 1000).numpy()
+    """transpose_box=True equals relabel_imagenet's targets computed as it computes them (float32 maps, float32
+    coordinates assembled the official way, float32 roi_align); the default pools the true box.
 
-    quirk = label_pool_runner(num_classes=1000, transpose_box=True)(scores, classes, starts, ends)
-    assert_close(quirk, official)
-    correct = label_pool_runner(num_classes=1000)(scores, classes, starts, ends)
-    # Asymmetric boxes pool different cells once transposed: the switch must matter.
+    Crops of a 125 x 125 image spanning whole cells, e.g. rows 42..92 (0.336 -> 0.736, six cells): the
+    official float32 geometry takes 6 samples there, a float64 one 7 (this used to differ by ~1e-3).
+    Thousands of random-resized crops: tests/ops/test_label_pool_official.py.
+    """
+    windows = [(42, 42, 50, 50), (42, 10, 50, 100), (0, 25, 125, 75), (17, 5, 58, 33), (100, 0, 25, 125)]
+    sizes = [(125, 125)] * len(windows)
+    coords = official_coords(windows, sizes)
+    scores, classes = synthetic_label_maps(len(windows), num_classes=1000, seed=4)
+    maps = torch.stack([torch.from_numpy(scores.astype(np.float32)), torch.from_numpy(classes.astype(np.float32))],
+                       1).permute(0, 1, 4, 2, 3)
+    logits = official_pooled_logits(maps, coords, 1000)
+    official_run = torch.softmax(logits, 1).numpy()  # float32, as the official code
+    official = torch.softmax(logits.double(), 1).numpy()
+    starts = [np.ascontiguousarray(c) for c in coords[:, :2].numpy()]
+    ends = [np.ascontiguousarray(c) for c in coords[:, 2:].numpy()]
+
+    quirk = label_pool_runner(num_classes=1000, transpose_box=True)(list(scores), list(classes), starts, ends)
+    assert np.abs(quirk - official).max() <= 1e-6
+    assert np.abs(quirk - official_run).max() <= 3e-6  # + torch's float32 softmax rounding
+    # The same box with a float64 geometry (torchvision in float64) is another target.
+    float64_geometry = official_relabel_targets(maps.double(), coords.double(), 1000).numpy()
+    assert np.abs(float64_geometry - official).max() > 1e-4
+    # The default mode pools the true box: asymmetric boxes pool other cells than the official transposed ones.
+    correct = label_pool_runner(num_classes=1000)(list(scores), list(classes), starts, ends)
     assert np.abs(correct - official).max() > 1e-3
-    assert_close(correct, torchvision_reference(scores, classes, starts, ends, 1000))
+    assert_close(correct, torchvision_reference(list(scores), list(classes), starts, ends, 1000))
 
 
 def test_mirroring_map_and_box_is_consistent(label_pool_runner):
@@ -156,6 +174,35 @@ def test_logits_are_linear_in_the_region():
     np.testing.assert_allclose(whole, 0.5 * top + 0.5 * bottom, atol=1e-6)
 
 
+@pytest.mark.parametrize("transpose_box", [False, True])
+def test_boxes_at_the_far_edge_match_torchvision(label_pool_runner, transpose_box):
+    scores, classes, starts, ends = far_edge_batch()
+    out = label_pool_runner(num_classes=50, transpose_box=transpose_box)(scores, classes, starts, ends)
+    if not transpose_box:
+        assert_close(out, torchvision_reference(scores, classes, starts, ends, 50))
+    ref = np.stack([slow_label_pool(*x, 50, transpose_box=transpose_box) for x in zip(scores, classes, starts, ends)])
+    assert_close(out, ref)
+
+
+def test_sample_exactly_on_the_far_edge_with_the_official_geometry(label_pool_runner):
+    batch = far_edge_non_square_batch()
+    out = label_pool_runner(num_classes=50, transpose_box=True, output="logits")(*batch)
+    ref = np.stack([slow_label_pool(*x, 50, output="logits", transpose_box=True) for x in zip(*batch)])
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_softmax_when_every_class_is_touched():
+    """num_classes == K and all logits near -120: no implicit zero logit, so the softmax's max must
+    be the largest stored logit (starting it at 0 would underflow every term to 0: NaN)."""
+    k = 5
+    s = np.full((4, 4, k), -120.0, np.float32) + np.arange(k, dtype=np.float32) * 0.5
+    c = np.broadcast_to(np.arange(k, dtype=np.int32), (4, 4, k)).copy()
+    a, b = np.array([0.1, 0.2], np.float32), np.array([0.8, 0.9], np.float32)
+    out = run_once([s], [c], [a], [b], num_classes=k)[0]
+    assert np.all(np.isfinite(out)) and abs(out.sum() - 1) < 1e-6
+    assert_close(out, slow_label_pool(s, c, a, b, k))
+
+
 def test_ties_in_single_labels_go_to_the_lowest_class():
     s = np.zeros((2, 2, 2), np.float32)
     c = np.array([[[7, 3], [7, 3]], [[7, 3], [7, 3]]], np.int32)
@@ -186,6 +233,33 @@ def samples(draw, num_classes=50, max_k=5):
 
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@st.composite
+def official_corner(draw):
+    """A corner as the official code gets it, float32(i/H + h/H) for a pixel window, often on whole map cells."""
+    side = draw(st.sampled_from([15, 30, 45, 125, 150, 375]) | st.integers(1, 600))
+    i, h = sorted([draw(st.integers(0, side)), draw(st.integers(0, side))])
+    return np.float32(i / side), np.float32(i / side + (h - i) / side)
+
+
+@st.composite
+def official_samples(draw, num_classes=50):
+    h, w, k = draw(st.integers(1, 16)), draw(st.integers(1, 16)), draw(st.integers(1, 5))
+    s, c = random_label_map(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), h, w, k, num_classes)
+    (y0, y1), (x0, x1) = draw(official_corner()), draw(official_corner())
+    assume(y0 < y1 and x0 < x1)
+    return s, c, np.array([y0, x0], np.float32), np.array([y1, x1], np.float32)
+
+
+@PROPERTY
+@given(batch=st.lists(official_samples(), min_size=1, max_size=8))
+def test_property_official_mode_matches_the_slow_float32_geometry(label_pool_runner, batch):
+    """transpose_box=True against the slow reference's official geometry (float32, every corner scaled by the
+    map width), on maps of any shape and corners often on whole cells."""
+    out = label_pool_runner(num_classes=50, transpose_box=True, output="logits")(*zip(*batch))
+    slow = np.stack([slow_label_pool(*sample, 50, transpose_box=True, output="logits") for sample in batch])
+    np.testing.assert_allclose(out, slow, rtol=1e-6, atol=1e-6)
 
 
 @PROPERTY

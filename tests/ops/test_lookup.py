@@ -1,6 +1,6 @@
 """fn.relabel.lookup: gathers label maps from a serving bank (CPU; GPU tests skip without CUDA).
 
-Banks are written here directly with numpy (np.save + bank.json, the format in CONTEXT/FORMAT),
+Banks are written directly with numpy (bank_util.write_bank: np.save + bank.json, the format in FORMAT),
 independently of dali_relabel.LabelBank, and every output is compared with numpy indexing. The
 operator reads only the three .npy files; bank.json is the Python LabelBank's.
 """
@@ -14,31 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bank_util import write_bank
 from conftest import LabelPoolRunner, requires_gpu
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nvidia.dali import fn, pipeline_def
-from reference import random_box, random_label_map
+from reference import random_box
 
 # --- bank files -----------------------------------------------------------------------------------
-
-
-def write_bank(path: Path, *, n: int = 12, h: int = 4, w: int = 5, k: int = 3, num_classes: int = 50,
-               class_dtype=np.int16, seed: int = 0) -> dict[str, np.ndarray]:
-    """Writes a bank directory (scores/classes/labels .npy + bank.json); returns its arrays."""
-    rng = np.random.default_rng(seed)
-    maps = [random_label_map(rng, h, w, k, num_classes, np.float16, class_dtype) for _ in range(n)]
-    scores = np.stack([m[0] for m in maps]) if n else np.zeros((0, h, w, k), np.float16)
-    classes = np.stack([m[1] for m in maps]) if n else np.zeros((0, h, w, k), class_dtype)
-    labels = rng.integers(-1, num_classes, size=n).astype(np.int32)
-    path.mkdir(parents=True, exist_ok=True)
-    np.save(path / "scores.npy", scores)
-    np.save(path / "classes.npy", classes)
-    np.save(path / "labels.npy", labels)
-    info = {"format": "dali_relabel.bank", "version": 1, "num_samples": n, "height": h, "width": w, "k": k,
-            "num_classes": num_classes}
-    (path / "bank.json").write_text(json.dumps(info, indent=1))
-    return {"scores": scores, "classes": classes, "labels": labels}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +34,16 @@ def bank16(tmp_path_factory):
 def bank32(tmp_path_factory):
     path = tmp_path_factory.mktemp("bank32")
     return path, write_bank(path, n=9, h=7, w=3, k=4, num_classes=40000, class_dtype=np.int32, seed=2)
+
+
+@pytest.fixture(scope="module")
+def bank_f32(tmp_path_factory):
+    """float32 scores (a store of the official float32 release), whose values float16 would round."""
+    path = tmp_path_factory.mktemp("bank_f32")
+    arrays = write_bank(path, n=11, h=15, w=15, k=5, num_classes=1000, class_dtype=np.int16,
+                        score_dtype=np.float32, seed=3)
+    assert (arrays["scores"].astype(np.float16).astype(np.float32) != arrays["scores"]).mean() > 0.99
+    return path, arrays
 
 
 # --- running the operator -------------------------------------------------------------------------
@@ -88,10 +81,11 @@ def as_index(rows, dtype=np.int32, shape=(1,)):
 def assert_rows(out, arrays, rows):
     scores, classes, label = out
     rows = np.asarray(rows)
-    assert scores.dtype == np.float16 and classes.dtype == arrays["classes"].dtype and label.dtype == np.int32
+    assert scores.dtype == arrays["scores"].dtype and classes.dtype == arrays["classes"].dtype
+    assert label.dtype == np.int32
     assert scores.shape == (len(rows), *arrays["scores"].shape[1:]) and label.shape == (len(rows),)
-    # Bitwise equality (float16 compared as raw bits, so NaN-free or not, nothing is rounded).
-    np.testing.assert_array_equal(scores.view(np.uint16), arrays["scores"][rows].view(np.uint16))
+    # Bitwise equality (scores compared as raw bytes, so NaN-free or not, nothing is rounded).
+    np.testing.assert_array_equal(scores.view(np.uint8), arrays["scores"][rows].view(np.uint8))
     np.testing.assert_array_equal(classes, arrays["classes"][rows])
     np.testing.assert_array_equal(label, arrays["labels"][rows])
 
@@ -102,7 +96,7 @@ INDEX_KINDS = [(np.int32, (1,)), (np.int32, ()), (np.int64, ()), (np.int64, (1,)
 
 
 @pytest.mark.parametrize("index_dtype,index_shape", INDEX_KINDS, ids=lambda x: getattr(x, "__name__", str(x)))
-@pytest.mark.parametrize("bank_name", ["bank16", "bank32"])
+@pytest.mark.parametrize("bank_name", ["bank16", "bank32", "bank_f32"])
 def test_values_equal_numpy_indexing(request, bank_name, index_dtype, index_shape):
     path, arrays = request.getfixturevalue(bank_name)
     n = len(arrays["labels"])
@@ -183,11 +177,13 @@ def test_a_bank_replaced_at_the_same_path_is_read_afresh(tmp_path):
 # --- with label_pool and the file reader ------------------------------------------------------------
 
 
-def test_lookup_feeds_label_pool_in_one_cpu_pipeline(bank16):
-    """lookup -> label_pool equals label_pool fed with the numpy-gathered maps."""
-    path, arrays = bank16
+@pytest.mark.parametrize("bank_name", ["bank16", "bank_f32"])
+def test_lookup_feeds_label_pool_in_one_cpu_pipeline(request, bank_name):
+    """lookup -> label_pool equals label_pool fed with the numpy-gathered maps (float16 and float32 scores)."""
+    path, arrays = request.getfixturevalue(bank_name)
+    n = len(arrays["labels"])
     rng = np.random.default_rng(5)
-    rows = [0, 39, *rng.integers(0, 40, size=14)]
+    rows = [0, n - 1, *rng.integers(0, n, size=14)]
     boxes = [random_box(rng) for _ in rows]
     starts, ends = [b[0] for b in boxes], [b[1] for b in boxes]
 
@@ -321,7 +317,8 @@ def corrupt_cases():
     def truncate(name, drop):
         return lambda d, a: (d / name).write_bytes((d / name).read_bytes()[:-drop])
 
-    F16, I16, I32 = "float16 \\('<f2'\\)", "int16 \\('<i2'\\)", "int32 \\('<i4'\\)"
+    F16, F32 = "float16 \\('<f2'\\)", "float32 \\('<f4'\\)"
+    I16, I32 = "int16 \\('<i2'\\)", "int32 \\('<i4'\\)"
     return [
         ("missing-scores", remove("scores.npy"), r"bank/scores\.npy: missing; the bank directory is incomplete"),
         ("missing-classes", remove("classes.npy"), r"bank/classes\.npy: missing"),
@@ -340,10 +337,10 @@ def corrupt_cases():
          r"\(the file is truncated\)"),
         ("trailing-data", lambda d, a: open(d / "classes.npy", "ab").write(b"\0" * 4),
          r"bank/classes\.npy: holds 1444 bytes .* needs 1440 \(the file is longer than its header says\)"),
-        ("scores-float32", save("scores.npy", lambda a: a["scores"].astype(np.float32)),
-         rf"bank/scores\.npy: dtype '<f4', expected {F16}"),
+        ("scores-float64", save("scores.npy", lambda a: a["scores"].astype(np.float64)),
+         rf"bank/scores\.npy: dtype '<f8', expected {F16} or {F32}"),
         ("scores-big-endian", save("scores.npy", lambda a: a["scores"].astype(">f2")),
-         rf"bank/scores\.npy: dtype '>f2', expected {F16}"),
+         rf"bank/scores\.npy: dtype '>f2', expected {F16} or {F32}"),
         ("classes-int64", save("classes.npy", lambda a: a["classes"].astype(np.int64)),
          rf"bank/classes\.npy: dtype '<i8', expected {I16} or {I32}"),
         ("labels-int64", save("labels.npy", lambda a: a["labels"].astype(np.int64)),
@@ -419,7 +416,7 @@ def test_empty_bank_rejects_every_row(tmp_path):
 
 @requires_gpu
 @pytest.mark.parametrize("bank_memory", ["device", "host"])
-@pytest.mark.parametrize("bank_name", ["bank16", "bank32"])
+@pytest.mark.parametrize("bank_name", ["bank16", "bank32", "bank_f32"])
 def test_gpu_equals_cpu(request, bank_name, bank_memory):
     path, arrays = request.getfixturevalue(bank_name)
     n = len(arrays["labels"])

@@ -20,13 +20,21 @@ CLASSES = ["n03", "n01", "n02"]  # created unsorted: labels must follow the sort
 H, W, K, C = 6, 4, 3, 30
 
 
-def make_release(root: Path, per_class: int = 7, dtype=torch.float32, transposed: bool = False, seed: int = 0):
-    """Images (tiny JPEG/PNG) and official-format maps; returns {key: (scores [H,W,K], classes)} sorted per cell."""
+def make_release(root: Path, per_class: int = 7, dtype=torch.float32, transposed: bool = False, seed: int = 0,
+                 class_folders=CLASSES, float32_bits: bool = False):
+    """Images (tiny JPEG/PNG) and official-format maps; returns {key: (scores [H,W,K], classes)} sorted per cell.
+
+    ``float32_bits``: logits with float32 precision (as the official release's), which float16 would round.
+    """
     rng = np.random.default_rng(seed)
-    n = per_class * len(CLASSES)
+    n = per_class * len(class_folders)
     scores, classes = synthetic_label_maps(n, height=H, width=W, k=K, num_classes=C, seed=seed)
+    if float32_bits:
+        # The same small offset for all K of a cell keeps the rank order (and ties) of each cell.
+        scores = scores.astype(np.float32) + rng.uniform(1e-4, 1e-3, (n, H, W, 1)).astype(np.float32)
+        assert (scores.astype(np.float16).astype(np.float32) != scores).mean() > 0.9
     truth, i = {}, 0
-    for cls in CLASSES:
+    for cls in class_folders:
         for j in range(per_class):
             ext = ".png" if j == 0 else ".JPEG"
             key = f"{cls}/{cls}_{j}{ext}"
@@ -86,13 +94,113 @@ def test_image_list_matches_torchvision_image_folder(tmp_path):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_import_end_to_end(tmp_path, dtype):
-    truth = make_release(tmp_path, dtype=dtype)
+    truth = make_release(tmp_path, dtype=dtype, float32_bits=dtype == torch.float32)
     report = import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=C, block_size=4,
                           workers=1, progress=False)
     assert (report.imported, report.blocks_written, report.blocks_already_complete) == (21, 6, 0)
-    store = check_store(tmp_path / "s.zarr", truth)
+    store = check_store(tmp_path / "s.zarr", truth)  # float32 files: every bit kept
     assert store.num_classes == C and (store.height, store.width, store.k) == (H, W, K)
     assert store.annotator["file_layout"] == "[2, K, y, x]"
+    # The store keeps the files' dtype unless told otherwise: the float32 release loses nothing.
+    name = str(dtype).replace("torch.", "")
+    assert store.scores_dtype == name and report.scores_dtype == name
+    assert f"scores stored as {name}" in report.summary()
+
+
+def test_scores_dtype_float16_rounds_a_float32_release(tmp_path):
+    truth = make_release(tmp_path, float32_bits=True)
+    import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=C, scores_dtype="float16",
+                 workers=1, progress=False)
+    store = LabelStore.open(tmp_path / "s.zarr")
+    assert store.scores_dtype == "float16"
+    for key in ("n01/n01_0.png", "n03/sub/n03_1.JPEG"):
+        np.testing.assert_array_equal(store.read(store.row_of(key))[0], truth[key][0].astype(np.float16))
+
+
+def test_a_float32_map_in_an_automatically_float16_store_fails(tmp_path):
+    make_release(tmp_path, dtype=torch.float16)
+    path = tmp_path / "maps" / "n03" / "n03_5.pt"  # not the first map (n01/n01_0.pt), which fixes float16
+    t = torch.load(path).float()
+    t[0] += 1e-4
+    torch.save(t, path)
+    args = dict(num_classes=C, workers=1, progress=False)
+    with pytest.raises(NaverImportError, match=r"n03_5\.pt: holds float32 scores, but the store keeps float16 "
+                                               r"\(chosen from the first map, .*n01_0\.pt, which is float16\): pass "
+                                               r"--scores-dtype float32"):
+        import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", **args)
+    import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "t.zarr", scores_dtype="float16", **args)
+    store = LabelStore.open(tmp_path / "t.zarr")
+    np.testing.assert_array_equal(store.read(store.row_of("n03/n03_5.JPEG"))[0],
+                                  canonical(*[a.numpy().transpose(1, 2, 0) for a in t])[0].astype(np.float16))
+
+
+# Three ImageNet-1k class folders: classes 0, 1 and 999 of the 1000.
+IMAGENET_SUBSET = ["n01440764", "n01443537", "n15075141"]
+
+
+def test_a_subset_of_imagenet_imports_without_num_classes(tmp_path, capsys):
+    truth = make_release(tmp_path, class_folders=IMAGENET_SUBSET)
+    args = ["import-naver", "--maps", str(tmp_path / "maps"), "--images", str(tmp_path / "train"),
+            "--out", str(tmp_path / "s.zarr"), "--workers", "1", "--quiet"]
+    assert main(args) == 0
+    assert "num_classes 1000 (ImageNet-1k: the class folders are WordNet ids)" in capsys.readouterr().out
+    store = LabelStore.open(tmp_path / "s.zarr")
+    assert store.num_classes == 1000 and store.scores_dtype == "float32"
+    # The images' labels are their classes' ImageNet-1k indices, not the positions of 3 folders.
+    from timm.data import ImageNetInfo
+
+    imagenet = ImageNetInfo().label_names()
+    assert [imagenet.index(w) for w in IMAGENET_SUBSET] == [0, 1, 999]
+    assert store.class_names == list(imagenet)
+    for key in truth:
+        assert store.labels[store.row_of(key)] == imagenet.index(key.split("/")[0])
+        np.testing.assert_array_equal(store.read(store.row_of(key))[0], truth[key][0])
+
+
+def test_a_subset_of_imagenet_without_timm_has_unknown_labels(tmp_path, monkeypatch):
+    from dali_relabel.store import naver_import
+
+    make_release(tmp_path, class_folders=IMAGENET_SUBSET)
+    monkeypatch.setattr(naver_import, "imagenet1k_classes", lambda: None)
+    report = import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", workers=1, progress=False)
+    store = LabelStore.open(tmp_path / "s.zarr")
+    assert store.num_classes == 1000 and (store.labels == -1).all() and store.class_names is None
+    assert "labels unknown (-1): 3 class folders of 1000 classes (install timm for ImageNet-1k's class order)" \
+        in report.summary()
+
+
+def test_other_releases_default_to_the_largest_class_index_read_before_writing(tmp_path, workers=2):
+    """Folders that are not WordNet ids: num_classes = max(folders, 1 + the largest class index in any map),
+    read by the workers before any block is written (one worker: test_few_classes_default_to_the_folder_count)."""
+    make_release(tmp_path)
+    last = tmp_path / "maps" / "n03" / "sub" / "n03_1.pt"  # the last row: its block is written last
+    t = torch.load(last)
+    t[1, 0, 0, 0] = 57  # a class index no other map holds
+    torch.save(t, last)
+    report = import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", block_size=4, workers=workers,
+                          progress=False)
+    store = LabelStore.open(tmp_path / "s.zarr")
+    assert store.num_classes == 58 and store.is_complete
+    assert f"num_classes 58 (1 + the largest class index in the maps (57, in {last}))" in report.summary()
+    assert "labels are the folder indices 0..2 (3 class folders of 58 classes)" in report.summary()
+    np.testing.assert_array_equal(store.labels, [0] * 7 + [1] * 7 + [2] * 7)
+
+
+def test_few_classes_default_to_the_folder_count(tmp_path):
+    make_release(tmp_path, class_folders=[f"c{i:02d}" for i in range(40)], per_class=1)  # ids < 30 < 40 folders
+    report = import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", workers=1, progress=False)
+    store = LabelStore.open(tmp_path / "s.zarr")
+    assert store.num_classes == 40 and store.class_names == [f"c{i:02d}" for i in range(40)]
+    assert "num_classes 40 (the number of class folders)" in report.summary() and "labels are" not in report.summary()
+
+
+def test_help_says_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["import-naver", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: 1000 when the class folders are WordNet ids" in text
+    assert "otherwise the larger of the number of class folders and 1 + the largest class index in the maps" in text
+    assert "--scores-dtype {float32,float16}" in text and "float32 for the official release, kept exactly" in text
 
 
 def test_transposed_layout(tmp_path):

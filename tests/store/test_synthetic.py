@@ -33,6 +33,20 @@ def test_rows_do_not_depend_on_how_the_range_is_split(start, n, split):
     np.testing.assert_array_equal(c, np.concatenate([c1, c2]))
 
 
+def test_float32_scores_are_the_same_maps_with_float32_precision():
+    s16, c16 = synthetic_label_maps(300, seed=2)
+    s32, c32 = synthetic_label_maps(300, seed=2, scores_dtype="float32")
+    assert s32.dtype == np.float32
+    np.testing.assert_array_equal(c32, c16)
+    assert (np.diff(s32, axis=-1) <= 0).all()
+    # float16 keeps 11 significant bits: the float16 maps are the float32 ones rounded (half an ulp at most).
+    half_ulp = np.spacing(np.abs(s16)).astype(np.float32) / 2
+    assert (np.abs(s32 - s16.astype(np.float32)) <= half_ulp * (1 + 1e-3)).all()
+    assert (s32 != s16.astype(np.float32)).mean() > 0.9
+    with pytest.raises(ValueError, match="scores_dtype must be 'float16' or 'float32', got 'int8'"):
+        synthetic_label_maps(3, scores_dtype="int8")
+
+
 def test_seed_changes_the_data():
     a, _ = synthetic_label_maps(20, seed=0)
     b, _ = synthetic_label_maps(20, seed=1)

@@ -16,7 +16,7 @@ from reference import slow_label_pool
 from dali_relabel import LabelStore
 from dali_relabel.loader import ReLabelLoader
 from dali_relabel.testing.demo_dataset import build_demo_dataset
-from dali_relabel.testing.official import official_relabel_targets
+from dali_relabel.testing.official import official_pooled_logits, official_relabel_targets
 
 N_IMAGES = 24
 
@@ -115,14 +115,18 @@ def test_batch_larger_than_the_dataset(demo):
 
 
 def test_transpose_box_reproduces_the_official_targets(demo):
+    """As the official code computes them: float32 maps and boxes (the loader's float32 corners are the official
+    float32 coordinates, tests/ops/test_label_pool_official.py), float32 roi_align."""
     store = LabelStore.open(str(demo.labels))
     ld = loader(demo.images, demo.labels, transpose_box=True, outputs=("targets", "boxes", "rows"))
     targets, boxes, rows = next(iter(ld))
+    assert boxes.dtype == torch.float32
     scores, classes = store.read(rows.numpy())
-    maps = torch.stack([torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(classes.astype(np.float64))],
+    maps = torch.stack([torch.from_numpy(scores.astype(np.float32)), torch.from_numpy(classes.astype(np.float32))],
                        1).permute(0, 1, 4, 2, 3)
-    official = official_relabel_targets(maps, boxes.double(), store.num_classes)
-    np.testing.assert_allclose(targets.numpy(), official.numpy(), rtol=1e-5, atol=1e-6)
+    logits = official_pooled_logits(maps, boxes, store.num_classes)
+    assert np.abs(targets.numpy() - torch.softmax(logits.double(), 1).numpy()).max() <= 1e-6
+    assert np.abs(targets.numpy() - official_relabel_targets(maps, boxes, store.num_classes).numpy()).max() <= 3e-6
 
 
 @pytest.mark.parametrize("label_type", ["localized_single", "global_multi", "global_single"])
@@ -133,6 +137,28 @@ def test_label_types(demo, label_type):
     for t, box, row in zip(targets.numpy(), boxes.numpy(), rows.tolist()):
         ref = slow_label_pool(*store.read(row), box[:2], box[2:], store.num_classes, label_type=label_type)
         np.testing.assert_allclose(t, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("transpose_box", [False, True])
+def test_a_float32_store_is_served_exactly(demo, tmp_path, transpose_box):
+    """A float32 store (e.g. the official release imported losslessly): its float32 logits reach the targets."""
+    store = LabelStore.open(str(demo.labels))
+    scores, classes = store.read(slice(None))
+    # float32 logits that float16 cannot hold (the same offset for all K of a cell keeps each cell sorted)
+    scores = scores.astype(np.float32) + np.random.default_rng(0).uniform(1e-4, 1e-3, scores.shape[:-1] + (1,))
+    f32 = LabelStore.create(tmp_path / "f32.zarr", keys=store.keys.tolist(), labels=store.labels,
+                            num_classes=store.num_classes, height=store.height, width=store.width, k=store.k,
+                            class_names=store.class_names, block_size=store.num_samples, scores_dtype="float32")
+    f32.write_block(0, scores.astype(np.float32), classes)
+    ld = loader(demo.images, tmp_path / "f32.zarr", bank_dir=tmp_path / "banks", transpose_box=transpose_box,
+                outputs=("targets", "boxes", "rows"))
+    assert ld.bank.scores.dtype == np.float32
+    targets, boxes, rows = next(iter(ld))
+    for t, box, row in zip(targets.numpy(), boxes.numpy(), rows.tolist()):
+        s32, c = f32.read(row)
+        assert s32.dtype == np.float32
+        ref = slow_label_pool(s32, c, box[:2], box[2:], store.num_classes, transpose_box=transpose_box)
+        np.testing.assert_allclose(t, ref, rtol=1e-5, atol=1e-7)
 
 
 def test_images_without_label_maps(dataset_copy):

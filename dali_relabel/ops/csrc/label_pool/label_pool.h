@@ -15,6 +15,18 @@ namespace dali_relabel {
 
 inline constexpr const char *kLabelPoolName = "relabel.label_pool";
 
+/// The errors for a bad stored entry (entry = flat index into a sample's [H, W, K] map),
+/// raised by both backends with the same words.
+[[noreturn]] inline void FailBadClass(int sample, int entry, int cls, int w, int k, int num_classes) {
+  Fail(kLabelPoolName, "sample ", sample, ": class index ", cls, " at (row ", entry / k / w, ", col ",
+       entry / k % w, ", k ", entry % k, ") is outside [0, num_classes=", num_classes,
+       "). Check num_classes against the label store.");
+}
+[[noreturn]] inline void FailBadScore(int sample, int entry, float score, int w, int k) {
+  Fail(kLabelPoolName, "sample ", sample, ": score at (row ", entry / k / w, ", col ", entry / k % w, ", k ",
+       entry % k, ") is not finite (", score, "); label maps must hold finite logits.");
+}
+
 /// What the operator writes per class (see the schema): the paper's four label types, plus
 /// the pooled logits themselves (linear in the box, so callers can combine regions).
 struct LabelPoolMode {
@@ -132,8 +144,9 @@ class LabelPool : public ::dali::Operator<Backend> {
                s[1], "), rel_end=(", e[0], ", ", e[1], ")); rel_start must be < rel_end.");
       }
       // The official relabel_imagenet code hands roi_align (y0, x0, y1, x1) where it expects
-      // (x1, y1, x2, y2): with transpose_box the box's axes are swapped to reproduce that.
-      boxes_[i] = transpose_box_ ? NormBox{s[1], s[0], e[1], e[0]} : NormBox{s[0], s[1], e[0], e[1]};
+      // (x1, y1, x2, y2): with transpose_box the box's axes are swapped to reproduce that, and
+      // its geometry is computed in float32 as the official code computes it.
+      boxes_[i] = transpose_box_ ? NormBox{s[1], s[0], e[1], e[0], true} : NormBox{s[0], s[1], e[0], e[1], false};
     }
   }
 

@@ -148,6 +148,7 @@ struct DtypeInfo {
   const char *name;
 };
 constexpr DtypeInfo kFloat16{"<f2", ::DALI_FLOAT16, 2, "float16"};
+constexpr DtypeInfo kFloat32{"<f4", ::DALI_FLOAT, 4, "float32"};
 constexpr DtypeInfo kInt16{"<i2", ::DALI_INT16, 2, "int16"};
 constexpr DtypeInfo kInt32{"<i4", ::DALI_INT32, 4, "int32"};
 
@@ -181,6 +182,7 @@ NpyArray OpenNpy(const char *op, const std::string &path, std::initializer_list<
   a.shape = h.shape;
   a.data_offset = h.data_offset;
   a.data_bytes = count * info->size;
+  a.item_size = info->size;
   const size_t have = a.file->size() - h.data_offset;
   if (have != a.data_bytes)
     Fail(op, path, ": holds ", have, " bytes of array data but shape ", ShapeTuple(h.shape), " of ", info->name,
@@ -267,7 +269,7 @@ std::shared_ptr<Bank> OpenUncached(const char *op, const std::string &dir, const
   // already give every dtype and shape, and the three must agree with each other.
   const std::string scores_path = dir + "/scores.npy", classes_path = dir + "/classes.npy",
                     labels_path = dir + "/labels.npy";
-  bank->scores_ = OpenNpy(op, scores_path, {kFloat16}, 4, "[N, H, W, K]");
+  bank->scores_ = OpenNpy(op, scores_path, {kFloat16, kFloat32}, 4, "[N, H, W, K]");
   bank->classes_ = OpenNpy(op, classes_path, {kInt16, kInt32}, 4, "[N, H, W, K]");
   bank->labels_ = OpenNpy(op, labels_path, {kInt32}, 1, "[N]");
   const std::vector<int64_t> &shape = bank->scores_.shape;

@@ -46,6 +46,7 @@ struct NpyArray {
   std::vector<int64_t> shape;
   size_t data_offset = 0;  // bytes from the start of the file to element 0
   size_t data_bytes = 0;   // product(shape) * item size
+  size_t item_size = 0;    // bytes per element
 
   const void *data() const { return file->data() + data_offset; }
 };
@@ -66,7 +67,7 @@ class Bank {
  public:
   /// Opens the bank directory `dir` (shared per process while any holder keeps it), checking
   /// that the three .npy files are present, well formed and consistent with each other
-  /// (scores [N, H, W, K] float16, classes of the same shape, labels [N]). Throws an error
+  /// (scores [N, H, W, K] float16 or float32, classes of the same shape, labels [N]). Throws an error
   /// that names `op`, the file and what to do.
   static std::shared_ptr<const Bank> Open(const char *op, const std::string &dir);
 
@@ -80,11 +81,15 @@ class Bank {
   /// Elements per sample in scores/classes: H * W * K.
   int64_t sample_elements() const { return height_ * width_ * k_; }
 
-  const NpyArray &scores() const { return scores_; }    // float16 [N, H, W, K]
+  const NpyArray &scores() const { return scores_; }    // float16 or float32 [N, H, W, K]
   const NpyArray &classes() const { return classes_; }  // int16 or int32 [N, H, W, K]
   const NpyArray &labels() const { return labels_; }    // int32 [N]
 
+  ::daliDataType_t scores_type() const { return scores_.dtype; }
   ::daliDataType_t classes_type() const { return classes_.dtype; }
+  /// Bytes of one sample's row in scores.npy / classes.npy.
+  size_t score_row_bytes() const { return sample_elements() * scores_.item_size; }
+  size_t class_row_bytes() const { return sample_elements() * classes_.item_size; }
 
  private:
   Bank() = default;

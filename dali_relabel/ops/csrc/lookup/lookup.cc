@@ -7,14 +7,14 @@ DALI_SCHEMA(relabel__Lookup)
     .DocStr(R"code(Gathers each sample's top-k label map from a serving bank by row number.
 
 ``bank`` is the directory of a ``dali_relabel.LabelBank`` (``str(bank.path)``): ``scores.npy``
-(float16 ``[N, H, W, K]``), ``classes.npy`` (int16 or int32 ``[N, H, W, K]``), ``labels.npy``
+(float16 or float32 ``[N, H, W, K]``), ``classes.npy`` (int16 or int32 ``[N, H, W, K]``), ``labels.npy``
 (int32 ``[N]``); its ``bank.json`` is for the Python ``LabelBank`` and is not read here. The
 three arrays are checked against each other (same ``[N, H, W, K]`` for scores and classes,
 ``N`` labels) and memory-mapped read-only when the operator is built, once per process for all
 operators naming the same bank. For each sample
 with row ``r = row[sample]`` the three outputs are exactly::
 
-    scores  = np.load("scores.npy",  mmap_mode="r")[r]    # [H, W, K] float16
+    scores  = np.load("scores.npy",  mmap_mode="r")[r]    # [H, W, K] float16 or float32 (the bank's dtype)
     classes = np.load("classes.npy", mmap_mode="r")[r]    # [H, W, K] int16 or int32 (the bank's dtype)
     label   = np.load("labels.npy",  mmap_mode="r")[r]    # []        int32 (-1: unknown)
 

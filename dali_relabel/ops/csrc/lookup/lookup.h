@@ -19,7 +19,7 @@ inline constexpr const char *kLookupName = "relabel.lookup";
 /// Where the GPU backend reads the bank's arrays from: device pointers (to a device copy, or
 /// to registered host memory). Owned through a shared_ptr that keeps that memory alive.
 struct GpuBankView {
-  const void *scores = nullptr;    // float16 [N, H, W, K]
+  const void *scores = nullptr;    // float16 or float32 [N, H, W, K]
   const void *classes = nullptr;   // int16 or int32 [N, H, W, K]
   const int32_t *labels = nullptr;  // int32 [N]
 };
@@ -42,7 +42,7 @@ class Lookup : public ::dali::Operator<Backend> {
     ReadIndices(ws, n);
     const ::dali::TensorShape<3> map_shape{bank_->height(), bank_->width(), bank_->k()};
     output_desc.resize(3);
-    output_desc[0].type = ::DALI_FLOAT16;
+    output_desc[0].type = bank_->scores_type();
     output_desc[0].shape = ::dali::uniform_list_shape(n, map_shape);
     output_desc[1].type = bank_->classes_type();
     output_desc[1].shape = ::dali::uniform_list_shape(n, map_shape);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "dali/core/float16.h"
+#include "dali/core/static_switch.h"
 #include "label_pool/label_pool.h"
 
 namespace dali_relabel {
@@ -71,19 +72,14 @@ void PoolSample(int sample, const Score *scores, const Class *classes, int h, in
     // Checked in full before pooling so that a bad map fails whatever the crop.
     for (int e = 0; e < n; ++e) {
       const int cls = classes[e];
-      if (!class_in_range(cls, num_classes))
-        Fail(kLabelPoolName, "sample ", sample, ": class index ", cls, " at (row ", e / k / w, ", col ",
-             e / k % w, ", k ", e % k, ") is outside [0, num_classes=", num_classes,
-             "). Check num_classes against the label store.");
-      if (!IsFinite(scores[e]))
-        Fail(kLabelPoolName, "sample ", sample, ": score at (row ", e / k / w, ", col ", e / k % w, ", k ",
-             e % k, ") is not finite (", ToFloat(scores[e]), "); label maps must hold finite logits.");
+      if (!class_in_range(cls, num_classes)) FailBadClass(sample, e, cls, w, k, num_classes);
+      if (!IsFinite(scores[e])) FailBadScore(sample, e, ToFloat(scores[e]), w, k);
     }
   }
 
   PoolScratch &s = PoolScratch::Get(num_classes, h, w);
-  const AxisSpan rows = roi_align_axis_weights(box.y0, box.y1, h, s.row_w.data());
-  const AxisSpan cols = roi_align_axis_weights(box.x0, box.x1, w, s.col_w.data());
+  const AxisSpan rows = box_axis_weights(box, /*rows=*/true, h, w, s.row_w.data());
+  const AxisSpan cols = box_axis_weights(box, /*rows=*/false, h, w, s.col_w.data());
   s.touched.clear();
   for (int r = rows.first; r <= rows.last; ++r) {
     for (int c = cols.first; c <= cols.last; ++c) {
@@ -151,16 +147,12 @@ void LabelPool<::dali::CPUBackend>::RunImpl(::dali::Workspace &ws) {
   auto &out = ws.Output<::dali::CPUBackend>(0);
   auto &tp = ws.GetThreadPool();
   const float inv_t = 1.0f / temperature_;
-  const bool f16 = scores.type() == ::DALI_FLOAT16;
-  const bool i16 = classes.type() == ::DALI_INT16;
-  if (f16 && i16)
-    RunTyped<::dali::float16, int16_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
-  else if (f16)
-    RunTyped<::dali::float16, int32_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
-  else if (i16)
-    RunTyped<float, int16_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
-  else
-    RunTyped<float, int32_t>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
+  // SetupImpl checked the dtypes: the default branches are unreachable, but say why if not.
+  TYPE_SWITCH(scores.type(), ::dali::type2id, Score, (::dali::float16, float), (
+    TYPE_SWITCH(classes.type(), ::dali::type2id, Class, (int16_t, int32_t), (
+      RunTyped<Score, Class>(scores, classes, out, boxes_, num_classes_, inv_t, validate_, mode_, tp);
+    ), (CheckTypes(scores.type(), classes.type())))
+  ), (CheckTypes(scores.type(), classes.type())));  // NOLINT(whitespace/parens)
 }
 
 }  // namespace dali_relabel

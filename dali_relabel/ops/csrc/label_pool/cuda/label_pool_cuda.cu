@@ -6,16 +6,23 @@
 //      math header, the same code the CPU backend runs);
 //   2. all threads scatter-add the H*W*K stored entries into a per-sample logit vector z[C]
 //      (double: the result must not depend on the order atomics land in, so that GPU and CPU
-//      agree to ~1e-7), in shared memory when C fits, in global scratch otherwise (e.g. 21843);
+//      agree to ~1e-7), in shared memory when C fits (see below), in global scratch otherwise;
 //   3. block reductions give max(z) and sum(exp), and the block writes the C probabilities.
 // Invalid entries are never indexed; they set per-sample flags that the host checks after one
 // synchronization when validate=True.
-#include <cuda_fp16.h>
-
+//
+// Shared memory: the kernel has a little static shared memory (the reductions' storage, 176 B
+// with nvcc 13 for sm_90; tests/ops/test_cudasim_nvcc.py checks it) on top of the dynamic
+// row_w/col_w[/z] buffer. Static plus dynamic must fit the device's per-block limit, 48 KiB by
+// default; above that the kernel opts in to the device's larger limit (163 KiB on sm_80, 227 KiB
+// on sm_90: enough for z[] of ImageNet-21k's 21843 classes). Both come from the runtime
+// (cudaFuncGetAttributes, cudaDevAttrMaxSharedMemoryPerBlockOptin), never from constants here.
 #include <cub/block/block_reduce.cuh>
 #include <vector>
 
 #include "dali/core/cuda_error.h"
+#include "dali/core/float16.h"
+#include "dali/core/static_switch.h"
 #include "dali/kernels/dynamic_scratchpad.h"
 #include "label_pool/label_pool.h"
 
@@ -23,8 +30,6 @@ namespace dali_relabel {
 namespace {
 
 constexpr int kBlock = 256;
-// Default dynamic shared memory limit without opt-in; above it z[] goes to global scratch.
-constexpr size_t kSharedBudget = 48 * 1024;
 
 struct SampleDesc {
   const void *scores;
@@ -56,8 +61,11 @@ struct ArgMaxOp {
   }
 };
 
-__device__ __forceinline__ float LoadScore(const float *p, int i) { return p[i]; }
-__device__ __forceinline__ float LoadScore(const __half *p, int i) { return __half2float(p[i]); }
+// float, or dali::float16 (a __half on the device).
+template <typename Score>
+__device__ __forceinline__ float LoadScore(const Score *p, int i) {
+  return static_cast<float>(p[i]);
+}
 
 template <typename Score, typename Class, bool kSharedZ>
 __global__ void __launch_bounds__(kBlock)
@@ -80,8 +88,8 @@ LabelPoolKernel(const SampleDesc *descs, int num_classes, float inv_temperature,
   double *z = kSharedZ ? smem + d.h + d.w : z_global + static_cast<size_t>(blockIdx.x) * num_classes;
   SampleError *err = errors + blockIdx.x;
 
-  if (tid == 0) roi_align_axis_weights(d.box.y0, d.box.y1, d.h, row_w);
-  if (tid == 32) roi_align_axis_weights(d.box.x0, d.box.x1, d.w, col_w);
+  if (tid == 0) box_axis_weights(d.box, /*rows=*/true, d.h, d.w, row_w);
+  if (tid == 32) box_axis_weights(d.box, /*rows=*/false, d.h, d.w, col_w);
   if (tid == 64) *err = SampleError{kNoBadClass, kNoBadScore};
   for (int j = tid; j < num_classes; j += kBlock) z[j] = 0.0;
   __syncthreads();
@@ -139,19 +147,84 @@ LabelPoolKernel(const SampleDesc *descs, int num_classes, float inv_temperature,
     d.out[j] = static_cast<float>(softmax_numerator(z[j], z_max, inv_temperature) * inv_sum);
 }
 
+// The dynamic shared memory `kernel` can be launched with on `device`: the device's per-block
+// opt-in limit minus the kernel's static shared memory.
+template <typename Kernel>
+size_t MaxDynamicShared(Kernel kernel, int device) {
+  int optin = 0;
+  CUDA_CALL(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  cudaFuncAttributes attr;
+  CUDA_CALL(cudaFuncGetAttributes(&attr, kernel));
+  return static_cast<size_t>(optin) > attr.sharedSizeBytes ? optin - attr.sharedSizeBytes : 0;
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory (bytes <= max_dynamic). Above its current
+// limit it is opted in to `max_dynamic`, the most it can have, rather than to `bytes`: then two
+// threads launching it with different sizes cannot lower each other's limit in between.
+template <typename Kernel>
+void AllowDynamicShared(Kernel kernel, size_t bytes, size_t max_dynamic) {
+  cudaFuncAttributes attr;
+  CUDA_CALL(cudaFuncGetAttributes(&attr, kernel));
+  if (bytes > static_cast<size_t>(attr.maxDynamicSharedSizeBytes))
+    CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(max_dynamic)));
+}
+
+struct Batch {
+  const std::vector<SampleDesc> &descs;  // host copy
+  const SampleDesc *descs_gpu;
+  int n, max_h, max_w;
+  int num_classes;
+  float inv_temperature;
+  LabelPoolMode mode;
+  bool validate;
+  int device;
+  cudaStream_t stream;
+};
+
+// Launches the kernel for one dtype pair: z[] in shared memory when it fits the device's
+// opt-in limit, else in global scratch; then, with validate, reports the first bad entry.
 template <typename Score, typename Class>
-void Launch(const SampleDesc *descs, int n, int num_classes, float inv_t, LabelPoolMode mode, int max_h, int max_w,
-            double *z_global, SampleError *errors, cudaStream_t stream) {
-  const size_t weights = (max_h + max_w) * sizeof(double);
-  if (z_global == nullptr) {
-    const size_t shm = weights + num_classes * sizeof(double);
-    LabelPoolKernel<Score, Class, true><<<n, kBlock, shm, stream>>>(descs, num_classes, inv_t, mode, nullptr,
-                                                                     errors);
+void RunTyped(const Batch &b, ::dali::kernels::DynamicScratchpad &scratch) {
+  auto *errors_gpu = scratch.AllocateGPU<SampleError>(b.n);
+  const size_t weights = static_cast<size_t>(b.max_h + b.max_w) * sizeof(double);
+  const size_t shared_z = weights + static_cast<size_t>(b.num_classes) * sizeof(double);
+  const size_t max_shared_z = MaxDynamicShared(LabelPoolKernel<Score, Class, true>, b.device);
+  if (shared_z <= max_shared_z) {
+    AllowDynamicShared(LabelPoolKernel<Score, Class, true>, shared_z, max_shared_z);
+    LabelPoolKernel<Score, Class, true><<<b.n, kBlock, shared_z, b.stream>>>(
+        b.descs_gpu, b.num_classes, b.inv_temperature, b.mode, nullptr, errors_gpu);
   } else {
-    LabelPoolKernel<Score, Class, false><<<n, kBlock, weights, stream>>>(descs, num_classes, inv_t, mode, z_global,
-                                                                          errors);
+    const size_t max_weights = MaxDynamicShared(LabelPoolKernel<Score, Class, false>, b.device);
+    if (weights > max_weights)
+      Fail(kLabelPoolName, "label maps of up to ", b.max_h, " x ", b.max_w, " cells are too large for the GPU "
+           "backend: their RoIAlign weights need ", weights, " bytes of shared memory and this GPU allows ",
+           max_weights, " per block. Use the CPU backend, or smaller maps.");
+    auto *z_global = scratch.AllocateGPU<double>(static_cast<size_t>(b.n) * b.num_classes);
+    AllowDynamicShared(LabelPoolKernel<Score, Class, false>, weights, max_weights);
+    LabelPoolKernel<Score, Class, false><<<b.n, kBlock, weights, b.stream>>>(
+        b.descs_gpu, b.num_classes, b.inv_temperature, b.mode, z_global, errors_gpu);
   }
   CUDA_CALL(cudaGetLastError());
+
+  if (!b.validate) return;
+  auto *errors = scratch.AllocatePinned<SampleError>(b.n);
+  CUDA_CALL(cudaMemcpyAsync(errors, errors_gpu, b.n * sizeof(SampleError), cudaMemcpyDeviceToHost, b.stream));
+  CUDA_CALL(cudaStreamSynchronize(b.stream));
+  for (int i = 0; i < b.n; ++i) {
+    const SampleError &e = errors[i];
+    if (e.bad_class == kNoBadClass && e.bad_score_entry == kNoBadScore) continue;
+    const SampleDesc &d = b.descs[i];
+    const unsigned int class_entry = static_cast<unsigned int>(e.bad_class >> 32);
+    if (e.bad_class != kNoBadClass && class_entry < e.bad_score_entry)
+      FailBadClass(i, static_cast<int>(class_entry), static_cast<int>(static_cast<unsigned int>(e.bad_class)), d.w,
+                   d.k, b.num_classes);
+    // The message shows the value, as the CPU backend's does: one element read back.
+    Score score;
+    CUDA_CALL(cudaMemcpyAsync(&score, static_cast<const Score *>(d.scores) + e.bad_score_entry, sizeof(Score),
+                              cudaMemcpyDeviceToHost, b.stream));
+    CUDA_CALL(cudaStreamSynchronize(b.stream));
+    FailBadScore(i, static_cast<int>(e.bad_score_entry), static_cast<float>(score), d.w, d.k);
+  }
 }
 
 }  // namespace
@@ -175,48 +248,20 @@ void LabelPool<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
     max_h = std::max(max_h, descs[i].h);
     max_w = std::max(max_w, descs[i].w);
   }
-  if ((max_h + max_w) * sizeof(double) > kSharedBudget)
-    Fail(kLabelPoolName, "label maps of ", max_h, " x ", max_w, " cells are too large for the GPU backend.");
+  int device = 0;
+  CUDA_CALL(cudaGetDevice(&device));
 
   ::dali::kernels::DynamicScratchpad scratch{::dali::AccessOrder(stream)};
   SampleDesc *descs_gpu;
   std::tie(descs_gpu) = scratch.ToContiguousGPU(stream, descs);
-  auto *errors_gpu = scratch.AllocateGPU<SampleError>(n);
-  const bool shared_z = (max_h + max_w + num_classes_) * sizeof(double) <= kSharedBudget;
-  double *z_global = shared_z ? nullptr : scratch.AllocateGPU<double>(static_cast<size_t>(n) * num_classes_);
-
-  const float inv_t = 1.0f / temperature_;
-  const bool f16 = scores.type() == ::DALI_FLOAT16;
-  const bool i16 = classes.type() == ::DALI_INT16;
-  if (f16 && i16)
-    Launch<__half, int16_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
-  else if (f16)
-    Launch<__half, int32_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
-  else if (i16)
-    Launch<float, int16_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
-  else
-    Launch<float, int32_t>(descs_gpu, n, num_classes_, inv_t, mode_, max_h, max_w, z_global, errors_gpu, stream);
-
-  if (!validate_) return;
-  auto *errors = scratch.AllocatePinned<SampleError>(n);
-  CUDA_CALL(cudaMemcpyAsync(errors, errors_gpu, n * sizeof(SampleError), cudaMemcpyDeviceToHost, stream));
-  CUDA_CALL(cudaStreamSynchronize(stream));
-  for (int i = 0; i < n; ++i) {
-    const SampleError &e = errors[i];
-    if (e.bad_class == kNoBadClass && e.bad_score_entry == kNoBadScore) continue;
-    const int k = descs[i].k, w = descs[i].w;
-    const unsigned int class_entry = static_cast<unsigned int>(e.bad_class >> 32);
-    if (e.bad_class != kNoBadClass && class_entry < e.bad_score_entry) {
-      const int at = static_cast<int>(class_entry);
-      const int cls = static_cast<int>(static_cast<unsigned int>(e.bad_class & 0xffffffffu));
-      Fail(kLabelPoolName, "sample ", i, ": class index ", cls, " at (row ", at / k / w, ", col ",
-           at / k % w, ", k ", at % k, ") is outside [0, num_classes=", num_classes_,
-           "). Check num_classes against the label store.");
-    }
-    const int at = static_cast<int>(e.bad_score_entry);
-    Fail(kLabelPoolName, "sample ", i, ": score at (row ", at / k / w, ", col ", at / k % w, ", k ", at % k,
-         ") is not finite; label maps must hold finite logits.");
-  }
+  const Batch batch{descs, descs_gpu, n, max_h, max_w, num_classes_, 1.0f / temperature_, mode_, validate_, device,
+                    stream};
+  // SetupImpl checked the dtypes: the default branches are unreachable, but say why if not.
+  TYPE_SWITCH(scores.type(), ::dali::type2id, Score, (::dali::float16, float), (
+    TYPE_SWITCH(classes.type(), ::dali::type2id, Class, (int16_t, int32_t), (
+      RunTyped<Score, Class>(batch, scratch);
+    ), (CheckTypes(scores.type(), classes.type())))
+  ), (CheckTypes(scores.type(), classes.type())));  // NOLINT(whitespace/parens)
 }
 
 }  // namespace dali_relabel

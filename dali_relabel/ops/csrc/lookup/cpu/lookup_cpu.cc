@@ -13,8 +13,8 @@ void Lookup<::dali::CPUBackend>::RunImpl(::dali::Workspace &ws) {
   auto &labels = ws.Output<::dali::CPUBackend>(2);
   const int n = static_cast<int>(indices_.size());
   if (n == 0) return;
-  const size_t score_row = bank_->sample_elements() * sizeof(uint16_t);
-  const size_t class_row = bank_->sample_elements() * (bank_->classes_type() == ::DALI_INT16 ? 2 : 4);
+  const size_t score_row = bank_->score_row_bytes();
+  const size_t class_row = bank_->class_row_bytes();
   const auto *score_src = static_cast<const unsigned char *>(bank_->scores().data());
   const auto *class_src = static_cast<const unsigned char *>(bank_->classes().data());
   const auto *label_src = static_cast<const int32_t *>(bank_->labels().data());

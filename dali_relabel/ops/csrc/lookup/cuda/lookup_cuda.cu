@@ -92,9 +92,9 @@ void Lookup<::dali::GPUBackend>::RunImpl(::dali::Workspace &ws) {
     gpu_device_ = device;
   }
 
-  RowCopy score_rows{static_cast<const char *>(gpu_bank_->scores), bank_->sample_elements() * 2, 0};
-  RowCopy class_rows{static_cast<const char *>(gpu_bank_->classes),
-                     bank_->sample_elements() * (bank_->classes_type() == ::DALI_INT16 ? 2 : 4), 0};
+  RowCopy score_rows{static_cast<const char *>(gpu_bank_->scores), static_cast<int64_t>(bank_->score_row_bytes()), 0};
+  RowCopy class_rows{static_cast<const char *>(gpu_bank_->classes), static_cast<int64_t>(bank_->class_row_bytes()),
+                     0};
   std::vector<SampleDesc> descs(n);
   uintptr_t score_bits = reinterpret_cast<uintptr_t>(score_rows.base) | score_rows.row_bytes;
   uintptr_t class_bits = reinterpret_cast<uintptr_t>(class_rows.base) | class_rows.row_bytes;

@@ -66,7 +66,8 @@ def erase_crops(images, config: AugmentConfig, *, device: str, seed: Callable[[i
     if config.erase_prob <= 0:
         return images
     return random_erase(images, prob=config.erase_prob, mode=config.erase_mode, max_count=config.erase_count,
-                        size=(config.crop_size, config.crop_size), seed=_streams(seed, ERASE_STREAMS), device=device)
+                        size=(config.crop_size, config.crop_size), seed=_streams(seed, ERASE_STREAMS), device=device,
+                        channels_last=config.channels_last)
 
 
 @do_not_convert

@@ -45,11 +45,12 @@ def _region(height: int, width: int, count, active, seed: Callable[[int], int], 
 
 @do_not_convert
 def random_erase(images, *, prob: float, mode: str, max_count: int, size: tuple[int, int],
-                 seed: Callable[[int], int], device: str):
-    """Erases regions of normalized float images (CHW or HWC, as their layout says).
+                 seed: Callable[[int], int], device: str, channels_last: bool = False):
+    """Erases regions of normalized float images.
 
     Args:
-        images: the normalized crops (float32 or float16), all ``size`` = (height, width).
+        images: the normalized crops (float32 or float16), all ``size`` = (height, width), CHW (HWC with
+            ``channels_last``).
         prob: probability that an image is erased at all. mode: "const", "rand" or "pixel".
         max_count: the most regions per image. seed: stream number → generator seed.
         device: where the images are.
@@ -73,11 +74,12 @@ def random_erase(images, *, prob: float, mode: str, max_count: int, size: tuple[
     shapes = fn.cat(*[s for _, s in regions])
     if mode == "const":
         return fn.erase(images, anchor=anchors, shape=shapes, axis_names="HW", fill_value=0.0)
-    # "pixel": N(0, 1) noise where any region is (in float32: DALI's arithmetic has no float16)
+    # "pixel": N(0, 1) noise where any region is (in float32: DALI's arithmetic has no float16; the mask and the
+    # noise are made from the images by arithmetic, as DALI's ones_like and shape-like inputs are CPU-only)
     values = fn.cast(images, dtype=types.FLOAT)
-    kept = fn.erase(fn.ones_like(values), anchor=anchors, shape=shapes, axis_names="HW", fill_value=0.0)
-    noise = fn.random.normal(values, seed=seed(3), device=device)
+    kept = fn.erase(values * 0.0 + 1.0, anchor=anchors, shape=shapes, axis_names="HW", fill_value=0.0)
+    shape = [height, width, 3] if channels_last else [3, height, width]
+    noise = fn.random.normal(shape=shape, seed=seed(3), device=device)
     return fn.cast_like(values * kept + noise * (1.0 - kept), images)
-
 
 __all__ = ["ATTEMPTS", "random_erase"]

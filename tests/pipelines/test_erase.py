@@ -23,7 +23,7 @@ def ours(prob, mode, count, n=N, layout="CHW", dtype=np.float32, seed=0):
     def pipe():
         images = fn.reshape(types.Constant(np.full(shape, VALUE, dtype)), layout=layout)
         return random_erase(images, prob=prob, mode=mode, max_count=count, size=(SIZE, SIZE),
-                            seed=lambda k: seed * 1000 + k, device="cpu")
+                            seed=lambda k: seed * 1000 + k, device="cpu", channels_last=layout == "HWC")
 
     p = pipe()
     p.build()

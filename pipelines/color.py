@@ -18,7 +18,7 @@ from nvidia.dali import fn, types
 from nvidia.dali.pipeline import do_not_convert
 
 from .auto_augment import select
-from .timm_ops import OpContext, brightness_by, color_by, contrast_by, luma
+from .timm_ops import OpContext, brightness_by, color_by, contrast_by, luma, saturation_matrix
 
 _JITTER_OPS = (brightness_by, contrast_by, color_by)   # the order of color_jitter's (b, c, s)
 
@@ -68,10 +68,14 @@ def _pick(values, which):
 
 @do_not_convert
 def grayscale(images, prob: float, ctx: OpContext, seed: Callable[[int], int]):
-    """torchvision's RandomGrayscale(prob) on PIL images: L = PIL's luma, repeated in the three channels."""
+    """torchvision's RandomGrayscale(prob) on PIL images: L = PIL's luma (rounded), in the three channels."""
+    keep = fn.cast(1 - fn.cast(fn.random.coin_flip(probability=prob, seed=seed(6)), dtype=types.INT32),
+                   dtype=types.FLOAT)                          # 0: grayscale, 1: unchanged
+    if ctx.native:
+        return saturation_matrix(images, keep, 0.0)
     gray = fn.cast(luma(images, ctx), dtype=types.UINT8)
     gray = fn.cat(gray, gray, gray, axis=2)
-    coin = fn.cast(fn.random.coin_flip(probability=prob, seed=seed(6)), dtype=types.UINT8)
+    coin = fn.cast(1.0 - keep, dtype=types.UINT8)
     coin = coin.gpu() if ctx.device == "gpu" else coin
     return coin * gray + (types.Constant(1, dtype=types.UINT8) - coin) * images
 

@@ -74,12 +74,17 @@ def random_erase(images, *, prob: float, mode: str, max_count: int, size: tuple[
     shapes = fn.cat(*[s for _, s in regions])
     if mode == "const":
         return fn.erase(images, anchor=anchors, shape=shapes, axis_names="HW", fill_value=0.0)
-    # "pixel": N(0, 1) noise where any region is (in float32: DALI's arithmetic has no float16; the mask and the
-    # noise are made from the images by arithmetic, as DALI's ones_like and shape-like inputs are CPU-only)
+    # "pixel": per region, N(0, 1) noise of the region's own size, placed by a padded slice (zeros around it),
+    # added where the region was erased to 0 (in float32: DALI's arithmetic has no float16)
     values = fn.cast(images, dtype=types.FLOAT)
-    kept = fn.erase(values * 0.0 + 1.0, anchor=anchors, shape=shapes, axis_names="HW", fill_value=0.0)
-    shape = [height, width, 3] if channels_last else [3, height, width]
-    noise = fn.random.normal(shape=shape, seed=seed(3), device=device)
-    return fn.cast_like(values * kept + noise * (1.0 - kept), images)
+    for r, (anchor, shape) in enumerate(regions):
+        size = fn.cast(shape, dtype=types.INT32)
+        dims = fn.stack(size[0], size[1], 3) if channels_last else fn.stack(3 + 0 * size[0], size[0], size[1])
+        noise = fn.random.normal(shape=dims, seed=seed(3 + 10 * r), device=device)
+        placed = fn.slice(noise, start=fn.cast(-anchor, dtype=types.INT32), shape=[height, width], axes=[0, 1] if channels_last else [1, 2],
+                          out_of_bounds_policy="pad",
+                          fill_values=0.0)
+        values = fn.erase(values, anchor=anchor, shape=shape, axis_names="HW", fill_value=0.0) + placed
+    return fn.cast_like(values, images)
 
 __all__ = ["ATTEMPTS", "random_erase"]

@@ -39,18 +39,27 @@ class OpContext:
         fill: fill colour of areas moved in from outside the image, (R, G, B) 0–255 (timm: the mean).
         translate_const: TranslateX/Y's shift at magnitude 10, pixels (timm: 0.45 × the image size).
         device: "cpu" or "gpu": where the images are (per-sample values are moved there for arithmetic).
+        arithmetic: compute the enhance ops by DALI arithmetic on the images even on the CPU (what the GPU runs;
+            the tests compare both). On the CPU they otherwise use DALI's native colour operators, several
+            times faster there, whose parameters must be CPU values (so on the GPU, where the image statistics
+            they need are GPU values, arithmetic is used).
     """
 
     size: tuple[int, int]
     fill: tuple[int, int, int]
     translate_const: int
     device: str = "cpu"
+    arithmetic: bool = False
+
+    @property
+    def native(self) -> bool:
+        return self.device == "cpu" and not self.arithmetic
 
 
 # Graph size: the ops run inside DALI conditionals, which split every input an op reads from outside its branch,
 # constants included (a constant used n branches deep costs n splits). So the ops use scalar arithmetic with
 # Python numbers (kept in the expression, not split) and build matrices from per-sample scalars; the only
-# constant tensors are the fill colour and the SMOOTH kernel.
+# constant tensor is the fill colour.
 
 @do_not_convert
 def _on(ctx: OpContext, node):
@@ -163,15 +172,45 @@ def enhance_factor(magnitude, negate, increasing: bool):
     return _level(magnitude) * 1.8 + 0.1
 
 
+# A float → uint8 conversion rounds; PIL's blends truncate. Shifting by -0.5 (+ a margin for the rounding of the
+# shift itself) makes DALI's rounding a truncation (but for fractions above 0.999).
+_TRUNCATE = -0.5 + 1e-3
+
+
+LUMA_WEIGHTS = (19595 / 65536, 38470 / 65536, 7471 / 65536)    # PIL's L (ITU-R 601-2): its integer weights / 2**16
+
+
+@do_not_convert
+def saturation_matrix(images, factor, shift: float):
+    """``L + factor · (x − L)`` per pixel as one colour matrix (DALI's coord_transform), L = the luma of x (not
+    rounded, unlike PIL's), plus ``shift`` before the conversion to uint8 (which rounds). CPU only."""
+    keep = 1.0 - factor
+    entries = []
+    for c in range(3):
+        entries += [keep * w + (factor if j == c else 0.0) for j, w in enumerate(LUMA_WEIGHTS)]
+        entries.append(factor * 0.0 + shift)
+    mt = fn.cast(fn.reshape(fn.stack(*entries), shape=[3, 4]), dtype=types.FLOAT)
+    return fn.coord_transform(images, MT=mt, dtype=types.UINT8)
+
+
 @do_not_convert
 def color_by(images, factor, ctx: OpContext):
-    """PIL ``ImageEnhance.Color``: blend with the image's grayscale (L) version."""
+    """PIL ``ImageEnhance.Color``: blend with the image's grayscale (L) version, truncated. Native: one colour
+    matrix (L not rounded per pixel first: a pixel can be one level apart)."""
+    if ctx.native:
+        return saturation_matrix(images, factor, _TRUNCATE)
     return _blend(luma(images, ctx), images, factor, ctx)
 
 
 @do_not_convert
 def contrast_by(images, factor, ctx: OpContext):
-    """PIL ``ImageEnhance.Contrast``: blend with a flat image of the rounded mean of L."""
+    """PIL ``ImageEnhance.Contrast``: blend with a flat image of the rounded mean of L. Native: the mean of L from
+    the channel means (PIL averages L's rounded pixels: the centre can be one level apart)."""
+    if ctx.native:
+        means = fn.reductions.mean(images, axis_names="HW")
+        center = dmath.floor(sum(means[c] * w for c, w in enumerate(LUMA_WEIGHTS)) + 0.5)
+        return fn.brightness_contrast(images, contrast=factor, contrast_center=center,
+                                      brightness_shift=_TRUNCATE / 255.0)
     total = fn.reductions.sum(luma(images, ctx), dtype=types.INT64, axis_names="HWC", keep_dims=True)
     mean = fn.cast(total, dtype=types.FLOAT64) / float(ctx.size[0] * ctx.size[1])   # (exact below 2**24 pixels)
     return _blend(dmath.floor(mean + 0.5), images, factor, ctx)
@@ -180,18 +219,20 @@ def contrast_by(images, factor, ctx: OpContext):
 @do_not_convert
 def brightness_by(images, factor, ctx: OpContext):
     """PIL ``ImageEnhance.Brightness``: blend with black."""
+    if ctx.native:
+        return fn.brightness(images, brightness=factor, brightness_shift=_TRUNCATE / 255.0)
     return _to_uint8_truncated(fn.cast(images, dtype=types.FLOAT) * _on(ctx, factor))
-
-
-_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13.0
 
 
 @do_not_convert
 def sharpness_by(images, factor, ctx: OpContext):
-    """PIL ``ImageEnhance.Sharpness``: blend with the image filtered by PIL's SMOOTH kernel (rounded)."""
-    kernel = types.Constant(_SMOOTH, device=ctx.device)
-    smooth = fn.filter(images, kernel, dtype=types.FLOAT, border="clamp")
-    return _blend(dmath.floor(smooth + 0.5), images, factor, ctx)
+    """PIL ``ImageEnhance.Sharpness``: blend with the image filtered by PIL's SMOOTH kernel, [[1, 1, 1], [1, 5, 1],
+    [1, 1, 1]] / 13: one filter whose kernel is the blend, (1 − f) · SMOOTH + f · identity (PIL rounds the smoothed
+    image before blending, and keeps the 1-pixel border unfiltered)."""
+    side = (1.0 - factor) / 13.0
+    centre = (1.0 - factor) * (5.0 / 13.0) + factor
+    kernel = fn.reshape(fn.stack(side, side, side, side, centre, side, side, side, side), shape=[3, 3])
+    return fn.filter(images, _on(ctx, fn.cast(kernel, dtype=types.FLOAT)), border="clamp")
 
 
 def _enhance(apply, increasing: bool):
@@ -257,15 +298,22 @@ def invert(images, magnitude, negate, rand, ctx: OpContext):
 @do_not_convert
 def auto_contrast(images, magnitude, negate, rand, ctx: OpContext):
     """PIL ``ImageOps.autocontrast``: per channel, int(x · scale + offset) with scale = 255 / (hi − lo) and
-    offset = −lo · scale (in double, as PIL computes its table); channels with hi <= lo are unchanged."""
-    lo = fn.cast(fn.reductions.min(images, axis_names="HW", keep_dims=True), dtype=types.FLOAT64)
-    hi = fn.cast(fn.reductions.max(images, axis_names="HW", keep_dims=True), dtype=types.FLOAT64)
+    offset = −lo · scale (in double, as PIL computes its table); channels with hi <= lo are unchanged. Native: one
+    colour matrix (diag(scale), offset), in float32."""
+    lo = fn.cast(fn.reductions.min(images, axis_names="HW", keep_dims=not ctx.native), dtype=types.FLOAT64)
+    hi = fn.cast(fn.reductions.max(images, axis_names="HW", keep_dims=not ctx.native), dtype=types.FLOAT64)
     spread = hi - lo
     flat = fn.cast(spread <= 0.0, dtype=types.FLOAT64)
-    scale = 255.0 / (spread + flat)            # (flat channels: any finite scale, replaced below)
-    offset = -lo * scale
-    pixels = fn.cast(images, dtype=types.FLOAT64)
-    values = dmath.floor(pixels * scale + offset) * (1.0 - flat) + pixels * flat
+    scale = 255.0 / (spread + flat) * (1.0 - flat) + flat          # flat channels: x · 1 + 0
+    offset = -lo * scale * (1.0 - flat)
+    if ctx.native:
+        zero = scale[0] * 0.0
+        rows = [(scale[c] if j == c else zero) for c in range(3) for j in range(3)]
+        shifts = [offset[c] + _TRUNCATE for c in range(3)]
+        mt = fn.stack(*(rows[0:3] + shifts[0:1] + rows[3:6] + shifts[1:2] + rows[6:9] + shifts[2:3]))
+        return fn.coord_transform(images, MT=fn.cast(fn.reshape(mt, shape=[3, 4]), dtype=types.FLOAT),
+                                  dtype=types.UINT8)
+    values = dmath.floor(fn.cast(images, dtype=types.FLOAT64) * scale + offset)
     return fn.cast(dmath.clamp(values, 0.0, 255.0), dtype=types.UINT8)
 
 
@@ -319,5 +367,5 @@ OPS = {
     "Desaturate": desaturate, "GaussianBlur": gaussian_blur, "GaussianBlurRand": gaussian_blur_rand,
 }
 
-__all__ = ["OPS", "OpContext", "brightness_by", "color_by", "contrast_by", "enhance_factor", "identity", "luma",
-           "sharpness_by"]
+__all__ = ["LUMA_WEIGHTS", "OPS", "OpContext", "brightness_by", "color_by", "contrast_by", "enhance_factor",
+           "identity", "luma", "saturation_matrix", "sharpness_by"]

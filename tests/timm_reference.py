@@ -49,12 +49,14 @@ def timm_op(name: str, image: np.ndarray, magnitude: float, negate: bool, rand: 
         return np.asarray(op(Image.fromarray(image)))
 
 
-def dali_op(name: str, images, magnitudes, negates, rands) -> list[np.ndarray]:
-    """``pipelines.timm_ops.OPS[name]`` on the given images and per-sample arguments (CPU pipeline)."""
+def dali_op(name: str, images, magnitudes, negates, rands, arithmetic: bool = False) -> list[np.ndarray]:
+    """``pipelines.timm_ops.OPS[name]`` on the given images and per-sample arguments (CPU pipeline; with
+    ``arithmetic``, the implementation the GPU runs)."""
     from dali_relabel.pipelines.timm_ops import OPS, OpContext
 
     size = images[0].shape[0]
-    ctx = OpContext(size=(size, size), fill=fill_color(IMAGENET_MEAN), translate_const=translate_const(size))
+    ctx = OpContext(size=(size, size), fill=fill_color(IMAGENET_MEAN), translate_const=translate_const(size),
+                    arithmetic=arithmetic)
 
     @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=0)
     def pipe():

@@ -20,11 +20,12 @@ from dali_relabel.pipelines import color
 from dali_relabel.pipelines.timm_ops import OpContext
 
 
-def run(stage, images, n=None, conditionals=True, extra=None):
-    """``stage(images_node, ctx, seed)`` on uint8 HWC images (repeated to ``n`` samples)."""
+def run(stage, images, n=None, conditionals=True, arithmetic=False):
+    """``stage(images_node, ctx, seed)`` on uint8 HWC images (repeated to ``n`` samples); ``arithmetic``: the
+    implementation the GPU runs."""
     images = list(images) * ((n or len(images)) // len(images))
     size = images[0].shape[:2]
-    ctx = OpContext(size=size, fill=(0, 0, 0), translate_const=0)
+    ctx = OpContext(size=size, fill=(0, 0, 0), translate_const=0, arithmetic=arithmetic)
 
     @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=0, enable_conditionals=conditionals)
     def pipe():
@@ -83,18 +84,23 @@ def test_jitter_on_images_is_a_chain_of_pil_enhancements():
     assert kstest(factors + 0.005, "uniform", args=(0.6, 0.8)).statistic < 0.05
 
 
-def test_grayscale_is_pils_luma():
+@pytest.mark.parametrize("arithmetic", [False, True])
+def test_grayscale_is_pils_luma(arithmetic):
+    """PIL's L in the three channels: exactly (GPU's arithmetic); the CPU's colour matrix in float32 (PIL: integer
+    weights) may round a value on a .5 boundary the other way."""
     images, outs = run(lambda d, ctx, seed: color.grayscale(d, 0.3, ctx, seed), sample_images(32), n=400,
-                       conditionals=False)
-    gray = 0
+                       conditionals=False, arithmetic=arithmetic)
+    gray, off = 0, []
     for image, out in zip(images, outs):
         if np.array_equal(out, image):
             continue
         gray += 1
-        ref = np.asarray(Image.fromarray(image).convert("L"))
-        for c in range(3):
-            np.testing.assert_array_equal(out[..., c], ref)
+        ref = np.asarray(Image.fromarray(image).convert("L")).astype(int)
+        d = np.abs(out.astype(int) - ref[..., None])
+        assert d.max() <= (0 if arithmetic else 1)
+        off.append((d > 0).mean())
     assert abs(gray / len(images) - 0.3) < 0.07
+    assert np.mean(off) < 0.01
 
 
 def test_blur_is_torchvisions_gaussian_blur():

@@ -22,7 +22,7 @@ from __future__ import annotations
 from .lazy_exports import lazy_exports
 from .ops import namespace as _namespace
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Public name -> module that defines it, imported on first access (PEP 562), so that e.g.
 # ``from dali_relabel import LabelStore`` needs neither torch nor DALI.

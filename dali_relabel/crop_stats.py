@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .image_folder import key_problem
+
 
 @dataclasses.dataclass(frozen=True)
 class CropStats:
@@ -116,11 +118,17 @@ def load_boxes(path: str | os.PathLike, images: str | os.PathLike | None = None)
     Raises:
         ValueError naming the key for malformed boxes; FileNotFoundError for keys with no image under ``images``.
     """
-    raw = json.loads(Path(path).read_text())
+    try:
+        raw = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path}: expected a JSON object {{image key: [[y0, x0, y1, x1], ...]}}")
     out = {}
     for key, entries in raw.items():
+        problem = key_problem(key)
+        if problem is not None:  # a key never names a file outside the image folder
+            raise ValueError(f"{path}: the key {key!r} {problem}")
         try:
             arr = np.array([e["box"] if isinstance(e, dict) else e for e in entries], np.float64).reshape(-1, 4)
         except (TypeError, ValueError, KeyError):

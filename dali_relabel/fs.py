@@ -15,6 +15,7 @@ so a reader sees either no directory or a complete one, a crashed builder leaves
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
@@ -107,15 +108,19 @@ def _fsync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(final: Path, *, durable: bool = False, replace: bool = False) -> Iterator[Path]:
+def atomic_directory(final: Path, *, durable: bool = False, replace: bool = False,
+                     exclusive: bool = False) -> Iterator[Path]:
     """Yields an empty temp directory next to ``final``; on success renames it to ``final``.
 
     Args:
-        final: the directory to create. It must not exist unless ``replace``; if another process
-            created it meanwhile (a lock-less race), the temp copy is discarded and ``final`` kept.
+        final: the directory to create. It must not exist (an empty directory is replaced) unless
+            ``replace``; if another process created it meanwhile (a lock-less race), the temp copy is
+            discarded and ``final`` kept.
         durable: fsync every file and directory before the rename and the parent after it, so a
             machine crash cannot leave a visible but incomplete directory.
         replace: an existing ``final`` is moved aside and deleted (a forced rebuild).
+        exclusive: losing that race raises ``FileExistsError`` instead (the caller must know whether
+            its own content is the one in place, e.g. a store created with its settings).
 
     On an exception the temp directory is deleted and ``final`` is untouched.
     """
@@ -134,10 +139,13 @@ def atomic_directory(final: Path, *, durable: bool = False, replace: bool = Fals
             shutil.rmtree(old, ignore_errors=True)
         try:
             os.rename(tmp, final)  # atomic: readers see nothing or the complete directory
-        except OSError:
+        except OSError as e:
             if not final.is_dir():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process won the race: its copy is as good
+            if exclusive:
+                raise FileExistsError(errno.EEXIST, f"another process created it first ({e.strerror})",
+                                      str(final)) from None
         if durable:
             fsync_path(final.parent)
     except BaseException:

@@ -98,7 +98,9 @@ def slow_label_pool(scores: np.ndarray, classes: np.ndarray, rel_start, rel_end,
                     output: str = "probabilities") -> np.ndarray:
     """The target of one sample, per label_pool's definition, in float64."""
     if label_type.startswith("global"):
-        rel_start, rel_end = (0.0, 0.0), (1.0, 1.0)
+        # The operator's definition: global types pool the whole map, the mean over cells, whatever
+        # transpose_box says (its official box geometry scales both axes by W: another box on non-square maps).
+        rel_start, rel_end, transpose_box = (0.0, 0.0), (1.0, 1.0), False
     z = slow_pooled_logits(scores, classes, rel_start, rel_end, num_classes, transpose_box)
     if output == "logits":
         return z

@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import DaliRelabelError
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # Seed used by --random-init, so that every rank (and every resumed run) builds the same weights.
 RANDOM_INIT_SEED = 0
 
 
-class ModelError(ValueError):
+class ModelError(DaliRelabelError, ValueError):
     """The model spec, its weights or its architecture cannot be used (message says what to do)."""
 
 
@@ -85,7 +86,13 @@ def build_model(spec: str, *, num_classes: int | None = None) -> nn.Module:
         except (ImportError, AttributeError) as e:
             raise ModelError(f"cannot import the model factory {spec!r} ({e}): give module.path:callable of an "
                              "importable module (on PYTHONPATH)") from e
-        model = factory(**kwargs)
+        try:
+            model = factory(**kwargs)
+        except Exception as e:
+            detail = " ".join(str(e).split())
+            raise ModelError(f"the model factory {spec!r} failed ({type(e).__name__}: {detail}): it must be a callable "
+                             "that builds a torch.nn.Module from no arguments (and from num_classes=N when a class "
+                             "count is given)") from e
     if not isinstance(model, nn.Module):
         raise ModelError(f"model spec {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -123,8 +130,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Loads a state dict from a local ``.pt``/``.pth``/``.bin`` (torch.save) or ``.safetensors`` file."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"weights file {path} does not exist (give a local file to --weights; weights are "
-                         "never downloaded)")
+        raise ModelError(f"weights file {path} does not exist (give a local file; weights are never downloaded)")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -171,11 +177,11 @@ def load_model(spec: str, *, weights: str | Path | None = None, random_init: boo
             do not match the architecture.
     """
     if weights is None and not random_init:
-        raise ModelError(f"model {spec} needs weights: pass --weights FILE (a local state dict or checkpoint, "
-                         "e.g. torch.save(model.state_dict(), FILE); weights are never downloaded), or "
-                         "--random-init for tests and benchmarks")
+        raise ModelError(f"model {spec} needs weights: a local state dict or checkpoint file (e.g. "
+                         "torch.save(model.state_dict(), FILE); weights are never downloaded), or random "
+                         "initialisation (random_init) for tests and benchmarks")
     if weights is not None and random_init:
-        raise ModelError("give either --weights or --random-init, not both")
+        raise ModelError("give either weights or random initialisation (random_init), not both")
     # Seeded even with weights: buffers that checkpoints omit must not differ between ranks.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
@@ -187,7 +193,7 @@ def load_model(spec: str, *, weights: str | Path | None = None, random_init: boo
         except RuntimeError as e:  # shape mismatches raise even when strict=False
             detail = " ".join(str(e).split())
             raise ModelError(f"weights file {weights} does not fit {spec}: {detail} (a classifier with another number "
-                             "of classes needs --num-classes)") from e
+                             "of classes needs num_classes)") from e
         problems = []
         if result.missing_keys:
             problems.append(f"missing keys {_first(result.missing_keys)}")
@@ -195,7 +201,7 @@ def load_model(spec: str, *, weights: str | Path | None = None, random_init: boo
             problems.append(f"unexpected keys {_first(result.unexpected_keys)}")
         if problems:
             raise ModelError(f"weights file {weights} does not fit {spec}: {'; '.join(problems)} (a classifier with "
-                             "another number of classes needs --num-classes)")
+                             "another number of classes needs num_classes)")
         digest, weights_name = file_sha256(weights), Path(weights).name
     else:
         digest, weights_name = state_dict_sha256(model), None

@@ -21,24 +21,43 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..distributed import process_ranks
-from ..image_folder import IMAGE_EXTENSIONS, ImageList, list_images
+from ..errors import DaliRelabelError, InvalidArgument
+from ..image_folder import IMAGE_EXTENSIONS, ImageList, is_inside, list_images
 from ..training import amp_dtype
 from .dense import check_conversion, to_dense
 from .models import load_model
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-STORE_WAIT_S = float(os.environ.get("DALI_RELABEL_STORE_WAIT_S", "600"))
+ENV_STORE_WAIT = "DALI_RELABEL_STORE_WAIT_S"
+PROCESS_GROUP_TIMEOUT_H = 48
+DEFAULT_STORE_WAIT_S = 600.0
 
 
-class AnnotateError(ValueError):
-    """Arguments that cannot be honoured (message says what to do)."""
+class AnnotateError(DaliRelabelError, ValueError):
+    """Arguments, images or an existing store that cannot be used (message says what to do)."""
+
+
+def store_wait_seconds() -> float:
+    """How long ranks other than 0 wait for rank 0 to create the store ($DALI_RELABEL_STORE_WAIT_S, default 600)."""
+    value = os.environ.get(ENV_STORE_WAIT, "")
+    if not value:
+        return DEFAULT_STORE_WAIT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise AnnotateError(f"environment variable {ENV_STORE_WAIT}={value!r} is not a number of seconds >= 0")
+    return seconds
 
 
 def list_image_tree(images: str) -> ImageList:
@@ -52,8 +71,14 @@ def list_image_tree(images: str) -> ImageList:
     """
     listing = ImageList.from_path(images)
     if listing.classes == []:   # a folder without class folders
-        keys = list_images(images)
-        listing = ImageList(listing.root, keys, [-1] * len(keys), [])
+        links: list[str] = []
+        keys = list_images(images, links)
+        listing = ImageList(listing.root, keys, [-1] * len(keys), [], skipped_links=links)
+    if listing.skipped_links:
+        shown = "; ".join(listing.skipped_links[:5])
+        more = f" and {len(listing.skipped_links) - 5} more" if len(listing.skipped_links) > 5 else ""
+        warnings.warn(f"{len(listing.skipped_links)} symbolic link(s) under {images} not followed: {shown}{more}",
+                      stacklevel=2)
     if not listing.keys:
         raise FileNotFoundError(f"no images under {images} (ImageFolder layout: {images}/<class>/<image>; "
                                 f"extensions {', '.join(IMAGE_EXTENSIONS)})")
@@ -105,9 +130,14 @@ class _Ranks:
             import torch.distributed as dist
 
             if not dist.is_initialized():
+                if "TORCHELASTIC_RUN_ID" not in os.environ:  # launched by hand: the others may never come
+                    print(f"rank {self.rank} of {self.world}: joining the torch.distributed process group at "
+                          f"{os.environ['MASTER_ADDR']}:{os.environ.get('MASTER_PORT', '?')}: waits for all "
+                          f"{self.world} ranks, for up to {PROCESS_GROUP_TIMEOUT_H} h (unset MASTER_ADDR to run "
+                          f"the ranks independently)", file=sys.stderr, flush=True)
                 # gloo: only barriers and small objects, works everywhere. The long timeout covers the final
                 # barrier, where ranks that finished wait for the slowest one.
-                dist.init_process_group("gloo", timeout=datetime.timedelta(hours=48))
+                dist.init_process_group("gloo", timeout=datetime.timedelta(hours=PROCESS_GROUP_TIMEOUT_H))
             self.dist = dist
 
     def barrier(self) -> None:
@@ -130,11 +160,11 @@ class _Ranks:
 def _device(device: str | None, ranks: _Ranks) -> torch.device:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cuda", "cpu"):
-        raise AnnotateError(f"--device must be cuda or cpu, not {device!r}")
+        raise InvalidArgument("device", device, "must be cuda or cpu", where="annotate")
     if device == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise AnnotateError("--device cuda but torch sees no CUDA GPU; use --device cpu")
+        raise InvalidArgument("device", device, "torch sees no CUDA GPU; use cpu", where="annotate")
     index = ranks.local_rank % torch.cuda.device_count()
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
@@ -157,7 +187,7 @@ def _open_store(url: str, create_args: dict, ranks: _Ranks):
             changed = _changed_fields(existing.annotator, create_args["annotator"])
             detail = f"; changed annotator arguments: {changed}" if changed else ""
             raise AnnotateError(f"{url} holds a store made with other arguments or images ({e}){detail}; rerun "
-                                "with the same arguments to resume it, or give another --out") from e
+                                "with the same arguments to resume it, or write to another store") from e
 
     if ranks.rank == 0:
         try:
@@ -171,7 +201,7 @@ def _open_store(url: str, create_args: dict, ranks: _Ranks):
     if error is not None:
         raise AnnotateError(f"rank 0 could not create {url}: {error}")
     if ranks.dist is None:
-        _wait_for_store(url)
+        _wait_for_store(url, ranks)
     return create()
 
 
@@ -180,19 +210,27 @@ def _changed_fields(old: dict, new: dict) -> str:
     return ", ".join(f"{k} (store: {old.get(k)!r}, now: {new.get(k)!r})" for k in names if old.get(k) != new.get(k))
 
 
-def _wait_for_store(url: str) -> None:
-    """Without torch.distributed, ranks other than 0 wait until rank 0 has created the store."""
+def _wait_for_store(url: str, ranks: _Ranks) -> None:
+    """Without torch.distributed, ranks other than 0 wait until rank 0 has created the store (saying so)."""
     from ..store import LabelStore
 
-    deadline = time.monotonic() + STORE_WAIT_S
+    wait = store_wait_seconds()
+    deadline = time.monotonic() + wait
+    said = False
     while True:
         try:
             LabelStore.open(url)
             return
         except Exception:
             if time.monotonic() > deadline:
-                raise AnnotateError(f"waited {STORE_WAIT_S:.0f} s for rank 0 to create {url}; start rank 0 too "
-                                    "(or set DALI_RELABEL_STORE_WAIT_S)") from None
+                raise AnnotateError(f"rank {ranks.rank} of {ranks.world} waited {wait:.0f} s for rank 0 to create "
+                                    f"the label store {url}, in vain: start rank 0 with the same arguments (or unset "
+                                    f"RANK/WORLD_SIZE for a single process; {ENV_STORE_WAIT} sets the wait)") from None
+            if not said:
+                print(f"rank {ranks.rank} of {ranks.world}: waiting for rank 0 to create the label store {url} (no "
+                      f"torch.distributed process group: RANK/WORLD_SIZE without MASTER_ADDR); giving up after "
+                      f"{wait:.0f} s ({ENV_STORE_WAIT})", file=sys.stderr, flush=True)
+                said = True
             time.sleep(0.5)
 
 
@@ -285,14 +323,19 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
     from ..pipelines.annotate import RESIZE_POLICIES
 
     if resize not in RESIZE_POLICIES:
-        raise AnnotateError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}, not {resize!r}")
-    for name, value in (("size", size), ("topk", topk), ("batch-size", batch_size), ("block-size", block_size)):
-        if value < 1:
-            raise AnnotateError(f"--{name} must be ≥ 1, got {value}")
+        raise InvalidArgument("resize", resize, f"must be one of {', '.join(RESIZE_POLICIES)}", where="annotate")
+    for name, value in (("size", size), ("topk", topk), ("batch_size", batch_size), ("block_size", block_size)):
+        if not isinstance(value, int) or value < 1:
+            raise InvalidArgument(name, value, "must be an integer >= 1", where="annotate")
+    store_wait_seconds()  # a malformed wait fails now, not after the model is loaded
     ranks = _Ranks(rank, world_size)
     try:
         dev = _device(device, ranks)
         listing = list_image_tree(images)
+        if is_inside(out, listing.root):
+            raise InvalidArgument("out", out, f"is inside the image folder {listing.root}: the store would be listed "
+                                  f"as a class folder and written among the images; choose a path outside it",
+                                  where="annotate")
         loaded = load_model(model, weights=weights, random_init=random_init, num_classes=num_classes)
         mean = tuple(mean) if mean is not None else loaded.mean
         std = tuple(std) if std is not None else loaded.std
@@ -302,12 +345,12 @@ def annotate(*, images: str, model: str, out: str, weights: str | None = None, r
         probe = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(dev)
         height, width, classes_out = check_conversion(net, dense, probe)
         if topk > classes_out:
-            raise AnnotateError(f"--topk {topk} exceeds the model's {classes_out} classes")
+            raise InvalidArgument("topk", topk, f"exceeds the model's {classes_out} classes", where="annotate")
         if listing.labels and max(listing.labels) >= classes_out:
             # The store's labels are class indices of the annotator's classifier.
             raise AnnotateError(f"{images} has labels up to {max(listing.labels)} (class folders or list labels) but "
                                 f"the model has {classes_out} classes: the store's labels must be model classes; give "
-                                "a model with as many classes (--num-classes) or images with fewer classes")
+                                "a model with as many classes (num_classes) or images with fewer classes")
         if dev.type == "cuda":
             # Same algorithms every run (resumed blocks must match bit for bit); NHWC for tensor cores.
             torch.backends.cudnn.benchmark = False
@@ -458,7 +501,7 @@ def _decode_error(error: Exception, root: str, candidates: list[str], url: str) 
     shown = "; ".join(f"{os.path.relpath(p, root)}: {reason}" for p, reason in bad[:10])
     return AnnotateError(f"DALI cannot decode {len(bad)} image(s) of {root}: {shown}. Replace them with decodable "
                          "images and rerun with the same arguments to resume (blocks already written are kept); "
-                         f"removing them changes the image list and needs a new --out. `dali-relabel verify {url} "
+                         f"removing them changes the image list and needs a new store. `dali-relabel verify {url} "
                          f"--images {root}` lists every undecodable image.")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "generate ReLabel label maps (top-k logits per cell) for an image tree with a torchvision/timm classifier"
 
@@ -43,19 +42,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..annotate import AnnotateError, annotate
-    from ..annotate.models import ModelError
+    from ..annotate import annotate
 
-    try:
-        report = annotate(images=args.images, model=args.model, out=args.out, weights=args.weights,
-                          random_init=args.random_init, num_classes=args.num_classes, size=args.size,
-                          topk=args.topk, batch_size=args.batch_size, device=args.device, amp=args.amp,
-                          resize=args.resize, mean=args.mean, std=args.std, block_size=args.block_size,
-                          rank=args.rank, world_size=args.world_size, num_threads=args.num_threads,
-                          progress=not args.no_progress, scores_dtype=args.scores_dtype)
-    except (AnnotateError, ModelError, FileNotFoundError) as e:
-        print(f"dali-relabel annotate: error: {e}", file=sys.stderr)
-        return 2
+    report = annotate(images=args.images, model=args.model, out=args.out, weights=args.weights,
+                      random_init=args.random_init, num_classes=args.num_classes, size=args.size, topk=args.topk,
+                      batch_size=args.batch_size, device=args.device, amp=args.amp, resize=args.resize,
+                      mean=args.mean, std=args.std, block_size=args.block_size, rank=args.rank,
+                      world_size=args.world_size, num_threads=args.num_threads, progress=not args.no_progress,
+                      scores_dtype=args.scores_dtype)
     who = f"rank {report.rank} of {report.world_size}: " if report.world_size > 1 else ""
     rate = report.images / report.loop_s if report.loop_s > 0 else 0.0
     print(f"{who}annotated {report.images} images in {report.blocks} blocks ({rate:.1f} img/s; "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = ("IoU between random-resized crops and the object box: histogram PNG and the fractions IoU < 0.5 and "
         "IoU = 0 (the paper's motivation figure)")
@@ -21,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="crop area range, as in training (default 0.08 1)")
     p.add_argument("--aspect", type=float, nargs=2, default=(3 / 4, 4 / 3), metavar=("MIN", "MAX"),
                    help="crop aspect ratio range, as in training (default 3/4 4/3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
     p.add_argument("--max-images", type=int, metavar="N", help="use the first N images (sorted keys)")
     p.add_argument("--num-images", type=int, default=320, help="size of the built-in demo dataset")
     p.add_argument("--data-dir", help="where to build the built-in dataset (default: the dali_relabel cache)")
@@ -30,40 +29,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def demo_boxes(demo) -> dict:
-    """The demo's labelled object per image (the folder class), like ImageNet's boxes of the labelled class."""
-    import numpy as np
-
-    out = {}
-    for key, objects in demo.objects.items():
-        label = demo.class_names.index(key.split("/")[0])
-        out[key] = np.array([o["box"] for o in objects if o["class"] == label], np.float64)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from ..crop_stats import crop_iou_stats, load_boxes
 
+    from ..errors import UsageError
+
     if args.images and not args.boxes:
-        print("dali-relabel crop-stats: --images needs --boxes (object boxes per image, JSON); without --images the "
-              "built-in demo dataset and its known boxes are used", file=sys.stderr)
-        return 2
+        raise UsageError("--images needs --boxes (object boxes per image, JSON); without --images the built-in demo "
+                         "dataset and its known boxes are used")
     if args.crops < 1:
-        print(f"dali-relabel crop-stats: --crops must be >= 1, got {args.crops}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--crops must be >= 1, got {args.crops}")
     if args.images:
         images = args.images
-        try:
-            boxes = load_boxes(args.boxes, images)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"dali-relabel crop-stats: {e}", file=sys.stderr)
-            return 2
+        boxes = load_boxes(args.boxes, images)
         source = f"{images} with boxes from {args.boxes}"
     else:
         from ..testing.demo_dataset import build_demo_dataset
 
         demo = build_demo_dataset(args.data_dir, num_images=args.num_images, progress=not args.quiet)
-        images, boxes = demo.images, demo_boxes(demo)
+        images, boxes = demo.images, demo.labelled_boxes()
         source = f"demo dataset {demo.root} (labelled object's box)"
     if args.max_images:
         boxes = {k: boxes[k] for k in sorted(boxes)[:args.max_images]}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -12,15 +11,17 @@ HELP = "run ReLabelLoader for one epoch on a built-in multi-object dataset (or -
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", help="ImageFolder root or image list (default: the built-in demo dataset)")
-    p.add_argument("--labels", help="label store for --images")
+    p.add_argument("--images", metavar="DIR", help="ImageFolder root or image list (default: the built-in demo "
+                                                   "dataset)")
+    p.add_argument("--labels", metavar="STORE", help="label store for --images")
     p.add_argument("--device", choices=("cpu", "gpu"), help="default: gpu if CUDA is available, else cpu")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-threads", type=int, default=2)
-    p.add_argument("--crop-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
+    p.add_argument("--num-threads", type=int, default=2, help="DALI CPU threads (default 2)")
+    p.add_argument("--crop-size", type=int, default=224, help="side of the random-resized crops in pixels "
+                                                               "(default 224)")
     p.add_argument("--show", type=int, default=6, help="crops to print and draw")
     p.add_argument("--out", default="relabel_demo.png", help="figure of crops and their targets ('' to skip)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="pipeline seed: crops, flips and shuffling (default 0)")
     p.add_argument("--num-images", type=int, default=320, help="size of the built-in dataset")
     p.add_argument("--data-dir", help="where to build the built-in dataset (default: the dali_relabel cache)")
 
@@ -29,12 +30,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from ..errors import UsageError
     from ..loader import ReLabelLoader
     from ..testing.demo_dataset import build_demo_dataset, crop_composition, owner_map
 
     if bool(args.images) != bool(args.labels):
-        print("dali-relabel demo: give both --images and --labels, or neither (built-in dataset)", file=sys.stderr)
-        return 2
+        raise UsageError("give both --images and --labels, or neither (built-in dataset)")
     demo = None
     if args.images:
         images, labels = args.images, args.labels

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = "import the official relabel_imagenet label maps (<wnid>/<stem>.pt, [2, K, H, W]) into a label store"
 
@@ -35,26 +34,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store.naver_import import NaverImportError, import_naver
+    from ..errors import UsageError
+    from ..store.label_store import resume_hint
+    from ..store.naver_import import import_naver
+    from . import describe, is_user_error
 
     annotator = None
     if args.annotator is not None:
         try:
             annotator = json.loads(args.annotator)
         except json.JSONDecodeError as e:
-            print(f"import-naver: --annotator is not valid JSON: {e}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--annotator is not valid JSON: {e}") from None
         if not isinstance(annotator, dict):
-            print("import-naver: --annotator must be a JSON object", file=sys.stderr)
-            return 2
+            raise UsageError("--annotator must be a JSON object")
     try:
         report = import_naver(args.maps, args.images, args.out, layout=args.layout, allow_missing=args.allow_missing,
                               workers=args.workers, num_classes=args.num_classes,
                               scores_dtype=args.scores_dtype, block_size=args.block_size,
                               annotator=annotator, progress=not args.quiet)
-    except (NaverImportError, ValueError, FileNotFoundError) as e:
-        print(f"import-naver: {e}", file=sys.stderr)
-        print("import-naver: blocks written so far are kept; rerun the same command to resume", file=sys.stderr)
-        return 1
+    except Exception as e:
+        hint = resume_hint(args.out)  # only when blocks were written: then rerunning resumes
+        if not hint or not is_user_error(e) or getattr(args, "debug", False):
+            raise
+        raise UsageError(f"{describe(e, args.parser)}; {hint}") from e
     print(report.summary())
     return 0

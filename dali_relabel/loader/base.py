@@ -153,6 +153,9 @@ class EpochLoader:
     def _start(self, run: EpochRun) -> None:
         """Called by ``run`` on its first ``next()``: takes the next epoch and builds its pipeline (or adopts the
         one built ahead for it)."""
+        bank = getattr(self, "bank", None)
+        if bank is not None:
+            bank.check_files()  # a bank file shrunk under us: a clear error now rather than a SIGBUS later
         epoch, start = self._next
         self._next = (epoch + 1, 0)
         ahead, self._ahead = self._ahead, None

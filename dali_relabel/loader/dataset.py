@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from ..image_folder import IMAGE_EXTENSIONS, ImageList
+from ..image_folder import IMAGE_EXTENSIONS, ImageList, is_inside
 from ..store import LabelStore
 
 MISSING = ("error", "onehot")
@@ -69,6 +69,9 @@ class LabeledImages:
         if store is None:
             return cls._folder_labels(owner, listing, num_classes, need_labels)
         store = store if isinstance(store, LabelStore) else LabelStore.open(str(store))
+        if is_inside(store.url, listing.root):  # else reported as a class count or class order problem
+            raise ValueError(f"{owner}: the label store {store.url} is inside the image folder {listing.root}, where "
+                             f"ImageFolder counts it as a class folder (shifting the labels); move it out")
         num_classes = _check_classes(listing, store, num_classes)
         reader_rows = _match_rows(listing, store, missing)
         rows = np.where(reader_rows < store.num_samples, reader_rows, -1)
@@ -95,6 +98,9 @@ def _report_skipped(imgs: ImageList) -> None:
     if imgs.skipped:
         warnings.warn(f"{len(imgs.skipped)} files under {imgs.root} are not images DALI decodes and were "
                       f"skipped (e.g. {', '.join(imgs.skipped[:3])})", stacklevel=4)
+    if imgs.skipped_links:
+        warnings.warn(f"{len(imgs.skipped_links)} symbolic links under {imgs.root} were not followed: "
+                      f"{'; '.join(imgs.skipped_links[:3])}", stacklevel=4)
     if imgs.empty_classes:
         warnings.warn(f"{len(imgs.empty_classes)} class folders hold no images (kept as classes so that "
                       f"labels keep their folder index): {', '.join(imgs.empty_classes[:10])}", stacklevel=4)
@@ -114,6 +120,9 @@ def _check_classes(imgs: ImageList, store: LabelStore, num_classes: int | None) 
 def _match_rows(imgs: ImageList, store: LabelStore, missing: str) -> np.ndarray:
     """Store row of every image; N + folder label where it has no map and missing='onehot' (N = store size)."""
     index = {k: i for i, k in enumerate(store.keys.tolist())}
+    if len(index) < store.num_samples:
+        raise ValueError(f"the label store {store.url} holds {store.num_samples - len(index)} duplicate key(s): it is "
+                         f"damaged or was written by another tool; `dali-relabel verify` lists them")
     rows = np.array([index.get(k, -1) for k in imgs.keys], np.int64)
     absent = np.flatnonzero(rows < 0)
     if len(absent):

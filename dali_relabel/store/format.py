@@ -23,28 +23,50 @@ in ``benchmarks/results/``), on maps from :mod:`dali_relabel.testing.synthetic`:
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 
+from ..errors import InvalidKeyError
+from ..image_folder import key_problem
+
 FORMAT_NAME = "dali_relabel.label_store"
-# format_version is the oldest reader version that reads a store: 1 for float16 scores (the format as it
-# always was), 2 for float32 scores, which version-1 readers do not know and must refuse.
-FORMAT_VERSION = 1
-FORMAT_VERSION_FLOAT32 = 2
+# Format versions (format_version is the oldest reader that reads a store):
+#   1: float16 scores, 16-byte block markers (the data digest);
+#   2: adds the store's identity (attribute ``identity``, and the second half of every block marker) and allows
+#      float32 scores. Every store this version creates is version 2; version 1 stores stay readable, verifiable
+#      and resumable (blocks written into them get version 1 markers).
+FORMAT_VERSION = 2
+FORMAT_VERSION_FLOAT32 = 2  # the oldest version that may hold float32 scores
 READABLE_VERSIONS = (1, 2)
 
 SCORES_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
 DEFAULT_SCORES_DTYPE = "float16"
 
 SCORES, CLASSES, LABELS, KEYS, BLOCK_DIGESTS = "scores", "classes", "labels", "keys", "block_digests"
+ARRAYS = (SCORES, CLASSES, LABELS, KEYS, BLOCK_DIGESTS)
 DIGEST_BYTES = 16  # BLAKE2b-128 of a block's scores bytes followed by its classes bytes
+IDENTITY_BYTES = 16  # BLAKE2b-128 of the store's identity (see store_identity)
+# A block marker (a row of block_digests): the data digest, then (version 2) the identity of the store
+# the writer wrote it for.
+MARKER_BYTES = {1: DIGEST_BYTES, 2: DIGEST_BYTES + IDENTITY_BYTES}
 
 COMPLETENESS_RULE = (
     f"block b (rows [b*block_size, min((b+1)*block_size, num_samples))) is complete iff row b of "
     f"'{BLOCK_DIGESTS}' is not all zero; that row is the BLAKE2b digest ({DIGEST_BYTES} bytes) of the block's "
+    f"'{SCORES}' bytes followed by its '{CLASSES}' bytes (C order, little endian), followed by the store's "
+    f"identity ({IDENTITY_BYTES} bytes, attribute 'identity') as the writer knew it. Each row is its own chunk "
+    f"object, written after the block's data, so concurrent writers never share an object.")
+COMPLETENESS_RULE_V1 = (
+    f"block b (rows [b*block_size, min((b+1)*block_size, num_samples))) is complete iff row b of "
+    f"'{BLOCK_DIGESTS}' is not all zero; that row is the BLAKE2b digest ({DIGEST_BYTES} bytes) of the block's "
     f"'{SCORES}' bytes followed by its '{CLASSES}' bytes (C order, little endian). Each row is its own chunk "
     f"object, written after the block's data, so concurrent writers never share an object.")
+IDENTITY_RULE = (
+    "BLAKE2b-128 (hex) of the canonical JSON of format, num_samples, height, width, k, num_classes, block_size, "
+    "annotator, class_names and the scores/classes data types, followed by the keys array's bytes and the labels "
+    "(int32 little endian)")
 KEYS_ENCODING = "utf-8, zero-padded to the second dimension (tensorstore and other readers lack a string type)"
 
 
@@ -65,8 +87,37 @@ def scores_dtype_name(dtype) -> str:
 
 
 def format_version(scores_dtype_name_: str) -> int:
-    """The ``format_version`` a store with these scores is written with (see FORMAT_VERSION)."""
-    return FORMAT_VERSION if scores_dtype_name_ == "float16" else FORMAT_VERSION_FLOAT32
+    """The ``format_version`` a new store with these scores is written with (see FORMAT_VERSION): every new store
+    carries the identity, so version 2 for both dtypes."""
+    scores_dtype(scores_dtype_name_)
+    return FORMAT_VERSION
+
+
+def check_key(key, where: str) -> str:
+    """``key`` as str if valid, else :class:`InvalidKeyError` naming it (``where``: e.g. ``keys[3]``)."""
+    problem = key_problem(str(key) if isinstance(key, np.str_) else key)
+    if problem is not None:
+        raise InvalidKeyError(f"{where} = {key!r} {problem}")
+    return str(key)
+
+
+def store_identity(*, num_samples: int, height: int, width: int, k: int, num_classes: int, block_size: int,
+                   annotator: dict, class_names, scores_dtype, classes_dtype, key_bytes: np.ndarray,
+                   labels: np.ndarray) -> bytes:
+    """The identity of a store: what a writer must agree on to add blocks to it (see :data:`IDENTITY_RULE`).
+
+    Two creators with different settings, or a block written for another store, disagree on it: every
+    block marker carries the identity its writer knew, so ``verify`` catches any mix.
+    """
+    h = hashlib.blake2b(digest_size=IDENTITY_BYTES)
+    h.update(json.dumps({"format": FORMAT_NAME, "num_samples": int(num_samples), "height": int(height),
+                         "width": int(width), "k": int(k), "num_classes": int(num_classes),
+                         "block_size": int(block_size), "annotator": annotator, "class_names": class_names,
+                         "scores_dtype": np.dtype(scores_dtype).str, "classes_dtype": np.dtype(classes_dtype).str},
+                        sort_keys=True, separators=(",", ":")).encode())
+    h.update(np.ascontiguousarray(key_bytes, np.uint8).tobytes())
+    h.update(np.ascontiguousarray(labels, "<i4").tobytes())
+    return h.digest()
 
 
 def class_dtype(num_classes: int) -> np.dtype:
@@ -139,5 +190,10 @@ def block_digest(scores: np.ndarray, classes: np.ndarray) -> bytes:
     digest = h.digest()
     # An all-zero row means "incomplete": a (2^-128-likely) all-zero digest is nudged.
     return digest if any(digest) else b"\x01" + digest[1:]
+
+
+def block_marker(digest: bytes, identity: bytes | None) -> bytes:
+    """A block's marker row: its digest, then (version 2 markers) the identity of the store it was written for."""
+    return digest if identity is None else digest + identity
 
 

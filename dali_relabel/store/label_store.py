@@ -16,22 +16,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import zarr
 import zarr.errors
+from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from ..fs import fsync_path
+from ..errors import (InvalidArgument, StoreDamagedError, StoreExistsError, StoreIncompleteError, StoreMismatchError,
+                      StoreNotFoundError, storage_error)
+from ..fs import atomic_directory, file_lock, fsync_path
 from . import format as fmt
+from .creation import CreateRequest, create_request
 from .format import block_digest
+from .location import describe, inspect_destination, join_url, local_path, store_arg, try_open_group
 
 if TYPE_CHECKING:
     from .bank import LabelBank
 
+# Temporary objects (zarr's "*.partial") older than this were left by a killed writer (see remove_leftovers).
+LEFTOVER_AGE_S = 600.0
 # Fields that must match for create(..., exist_ok=True) to resume an existing store.
 _IDENTITY_FIELDS = ("num_samples", "height", "width", "k", "num_classes", "block_size", "scores_dtype", "annotator")
 
@@ -48,33 +58,69 @@ class LabelStore:
             existed are float16).
         annotator: description of the machine annotator (dict, may be empty).
         class_names: one name per class (e.g. WordNet ids) or None.
+        format_version: the store's format version (1 or 2; see docs/FORMAT.md).
         mode: "r" or "r+".
     """
 
-    def __init__(self, group: zarr.Group, url: str, mode: str):
-        attrs = dict(group.attrs)
+    def __init__(self, group: zarr.Group, url: str, mode: str, *, attrs: dict | None = None,
+                 identity: bytes | None = None):
+        # ``attrs``/``identity``: a creator passes its own, so that the blocks it writes carry the identity of
+        # the store it created even if a racing creator (possible on object stores) overwrote the metadata.
         self._group, self.url, self.mode = group, str(url), mode
-        self.num_samples: int = attrs["num_samples"]
-        self.height: int = attrs["height"]
-        self.width: int = attrs["width"]
-        self.k: int = attrs["k"]
-        self.num_classes: int = attrs["num_classes"]
-        self.block_size: int = attrs["block_size"]
-        self.num_blocks: int = attrs["num_blocks"]
+        attrs = dict(group.attrs) if attrs is None else attrs
+        try:
+            self.num_samples: int = int(attrs["num_samples"])
+            self.height: int = int(attrs["height"])
+            self.width: int = int(attrs["width"])
+            self.k: int = int(attrs["k"])
+            self.num_classes: int = int(attrs["num_classes"])
+            self.block_size: int = int(attrs["block_size"])
+            self.num_blocks: int = int(attrs["num_blocks"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreDamagedError(f"LabelStore.open: the attributes of {url} (zarr.json) lack or garble "
+                                    f"{e}: the store's metadata is damaged; restore the store from a copy or "
+                                    f"create it again", url=str(url), object="zarr.json") from None
+        self.format_version: int = int(attrs.get("format_version", 1))
         self.annotator: dict = attrs.get("annotator") or {}
         self.class_names: list[str] | None = attrs.get("class_names")
         self.class_dtype = fmt.class_dtype(self.num_classes)
-        self._scores = group[fmt.SCORES]
+        self._stored_identity: str | None = attrs.get("identity")
+        self._identity = identity
+        self._scores = self._array(fmt.SCORES)
         # The array's own dtype decides (stores of format version 1 have no scores_dtype attribute).
-        self.scores_dtype: str = fmt.scores_dtype_name(self._scores.dtype)
+        try:
+            self.scores_dtype: str = fmt.scores_dtype_name(self._scores.dtype)
+        except ValueError as e:
+            raise StoreDamagedError(f"LabelStore.open: {url}: {e}; the store was not written by a label store writer",
+                                    url=self.url, object=f"{fmt.SCORES}/zarr.json") from None
         self.scores_numpy_dtype: np.dtype = fmt.scores_dtype(self.scores_dtype)
-        self._classes = group[fmt.CLASSES]
-        self._digests = group[fmt.BLOCK_DIGESTS]
+        self._classes = self._array(fmt.CLASSES)
+        self._digests = self._array(fmt.BLOCK_DIGESTS)
+        self._marker_bytes = int(self._digests.shape[1]) if self._digests.ndim == 2 else -1
+        if self._digests.shape != (self.num_blocks, fmt.MARKER_BYTES.get(self.format_version, -1)):
+            raise StoreDamagedError(
+                f"LabelStore.open: {url}: '{fmt.BLOCK_DIGESTS}' has shape {self._digests.shape}, format version "
+                f"{self.format_version} with {self.num_blocks} blocks needs "
+                f"({self.num_blocks}, {fmt.MARKER_BYTES.get(self.format_version)}): the store's metadata is "
+                f"damaged; restore the store from a copy", url=self.url, object=f"{fmt.BLOCK_DIGESTS}/zarr.json")
         self._keys: np.ndarray | None = None
         self._labels: np.ndarray | None = None
         self._key_index: dict[str, int] | None = None
         self._complete_cache = np.zeros(self.num_blocks, bool)  # blocks never become incomplete
         self._block_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _array(self, name: str) -> zarr.Array:
+        try:
+            arr = self._group[name]
+        except Exception as e:  # missing or undecodable metadata
+            raise StoreDamagedError(
+                f"LabelStore.open: {self.url}: the '{name}' array cannot be opened ({describe(e)}): its metadata "
+                f"({name}/zarr.json) is missing or damaged; restore the store from a copy", url=self.url,
+                object=f"{name}/zarr.json") from None
+        if not isinstance(arr, zarr.Array):
+            raise StoreDamagedError(f"LabelStore.open: {self.url}: '{name}' is not an array; the store is damaged",
+                                    url=self.url, object=f"{name}/zarr.json")
+        return arr
 
     # ------------------------------------------------------------------ creation and opening
     @classmethod
@@ -84,9 +130,15 @@ class LabelStore:
                exist_ok: bool = False) -> LabelStore:
         """Creates an empty store for ``len(keys)`` samples (or resumes one).
 
+        Creation is atomic and exclusive on local file systems: the store is built in a temporary directory
+        renamed into place, so of several processes creating the same store at once exactly one creates it;
+        the others resume it when their settings are identical (``exist_ok``) and fail otherwise. An existing
+        path must be an empty directory or a label store: nothing else is ever written into or replaced.
+
         Args:
             url: local path or fsspec URL (``file://``, ``memory://``, ``s3://``...).
-            keys: image paths relative to the dataset root, with extension; unique, one per row.
+            keys: image paths relative to the dataset root, with extension; unique, one per row; plain
+                relative POSIX paths (no ``..``, ``.`` or empty component, not absolute, no control character).
             num_classes: C (class indices are in ``[0, C)``; int16 storage when C ≤ 32768, else int32).
             height: map rows H (image y).
             width: map columns W (image x).
@@ -106,69 +158,102 @@ class LabelStore:
             The store, open in mode "r+".
 
         Raises:
-            ValueError: invalid arguments, or (``exist_ok``) an existing store that differs — the
-                message names the differing fields.
-            FileExistsError: a store exists and ``exist_ok`` is False.
+            InvalidArgument, InvalidKeyError (ValueError): invalid arguments or keys.
+            StoreMismatchError (ValueError, FileExistsError): (``exist_ok``) an existing store that differs —
+                the message names the differing fields.
+            StoreExistsError (FileExistsError): a store exists and ``exist_ok`` is False; or the path is a file
+                or a non-empty directory that is not a label store.
+            StoreWriteError (OSError): the location is full, read-only or not writable (the message names it).
         """
-        keys = _check_keys(keys)
-        n = len(keys)
-        for name, value, low in (("num_classes", num_classes, 1), ("height", height, 1), ("width", width, 1),
-                                 ("k", k, 1), ("block_size", block_size, 1)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ValueError(f"LabelStore.create: {name} must be an integer >= {low}, got {value!r}")
-        if k > num_classes:
-            raise ValueError(f"LabelStore.create: k ({k}) cannot exceed num_classes ({num_classes})")
-        if scores_dtype not in fmt.SCORES_DTYPES:
-            raise ValueError(f"LabelStore.create: scores_dtype must be one of {sorted(fmt.SCORES_DTYPES)}, got "
-                             f"{scores_dtype!r}")
-        labels_arr = _check_labels(labels, n, num_classes)
-        if class_names is not None:
-            class_names = [str(c) for c in class_names]
-            if len(class_names) != num_classes:
-                raise ValueError(f"LabelStore.create: {len(class_names)} class_names for num_classes={num_classes}")
-        annotator = dict(annotator or {})
-        try:
-            annotator = json.loads(json.dumps(annotator))  # normalised, so that resume compares like with like
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"LabelStore.create: annotator must be JSON-serialisable: {e}") from None
+        request = create_request(url, keys=keys, num_classes=num_classes, height=height, width=width, k=k,
+                                 labels=labels, class_names=class_names, annotator=annotator, block_size=block_size,
+                                 scores_dtype=scores_dtype, exist_ok=exist_ok)
+        local = local_path(url)
+        if local is not None:
+            return cls._create_local(local, request)
+        return cls._create_remote(request)
 
-        n_blocks = -(-n // block_size)
-        attrs = {
-            "format": fmt.FORMAT_NAME, "format_version": fmt.format_version(scores_dtype),
-            "num_samples": n, "height": int(height), "width": int(width), "k": int(k),
-            "num_classes": int(num_classes), "scores_dtype": scores_dtype, "values": "logits",
-            "layout": "scores/classes [N, H, W, K]: row = image y, column = image x, K sorted by descending score",
-            "annotator": annotator, "class_names": class_names,
-            "block_size": int(block_size), "num_blocks": n_blocks,
-            "completeness": {"array": fmt.BLOCK_DIGESTS, "rule": fmt.COMPLETENESS_RULE},
-            "keys_encoding": fmt.KEYS_ENCODING,
-        }
-        store_arg = _store_arg(url)
-        group = _try_open_group(store_arg, "r+")
+    @classmethod
+    def _create_local(cls, path: Path, req: CreateRequest) -> LabelStore:
+        """Creates the store in a temp directory renamed into place: atomic, and exclusive (the rename fails if
+        another process put a store there first)."""
+        if path.is_symlink():
+            path = path.resolve()
+        state, example = inspect_destination(path)
+        if state == "store":
+            return cls._join(req, raced=False)
+        if state == "file":
+            raise StoreExistsError(f"LabelStore.create: {path} is a file, not a directory; a label store is a "
+                                   f"directory: choose another path")
+        if state == "foreign":
+            raise StoreExistsError(f"LabelStore.create: {path} is a directory that is not a label store (it holds "
+                                   f"{example!r}); nothing was written: choose a new or empty directory")
+        if state == "partial" and not req.exist_ok:
+            raise StoreExistsError(f"LabelStore.create: {path} holds a zarr group that is not a complete label store "
+                                   f"(an interrupted creation?); pass exist_ok=True to finish it or delete it")
+        if state == "empty" and os.path.ismount(path):
+            # A mount point cannot be renamed onto: created in place, as on object stores (arrays first, the
+            # attributes last; a racing creator with other settings is caught by the identity check).
+            return cls._create_remote(req)
+        try:
+            # Replacing an interrupted creation (no block can have been written: writers need the finished
+            # attributes) is done under a lock, so that it never moves aside a store another process just made.
+            with file_lock(path.parent / f".{path.name}.create.lock") if state == "partial" else nullcontext():
+                if state == "partial" and inspect_destination(path)[0] != "partial":
+                    return cls._create_local(path, req)  # finished by another process meanwhile
+                with atomic_directory(path, durable=True, replace=state == "partial", exclusive=True) as tmp:
+                    group = zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3)
+                    cls._create_arrays(group, req.url, req.attrs["num_samples"], req.attrs["height"],
+                                       req.attrs["width"], req.attrs["k"], req.attrs["num_classes"],
+                                       req.attrs["block_size"], req.attrs["num_blocks"], req.key_bytes, req.labels,
+                                       fmt.scores_dtype(req.attrs["scores_dtype"]))
+                    group.attrs.put(req.attrs)
+        except FileExistsError:
+            return cls._join(req, raced=True)  # another process created it first
+        except OSError as e:
+            raise storage_error(e, doing=f"create the label store {path}", path=path.parent) from e
+        return cls(zarr.open_group(LocalStore(path), mode="r+", zarr_format=3), req.url, "r+", attrs=req.attrs,
+                   identity=req.identity)
+
+    @classmethod
+    def _create_remote(cls, req: CreateRequest) -> LabelStore:
+        """Object stores and other fsspec URLs have no atomic rename: arrays first, the attributes last (their
+        presence says that creation finished). Two creators racing here are caught by the identity check."""
+        where = store_arg(req.url)
+        group = try_open_group(where, "r+")
         if group is not None and group.attrs.get("format") == fmt.FORMAT_NAME:
-            if not exist_ok:
-                raise FileExistsError(f"LabelStore.create: a label store already exists at {url}; pass exist_ok=True "
-                                      f"to resume writing it, or delete it first")
-            store = cls(group, url, "r+")
-            store._check_same(attrs, keys, None if labels is None else labels_arr, class_names)
-            return store
-        if group is not None and not exist_ok and any(True for _ in group.members()):
-            raise FileExistsError(f"LabelStore.create: {url} holds a zarr group that is not a complete label store "
-                                  f"(an interrupted creation?); pass exist_ok=True to finish it or delete it")
+            return cls._join(req, raced=False)
+        if group is not None and not req.exist_ok and any(True for _ in group.members()):
+            raise StoreExistsError(f"LabelStore.create: {req.url} holds a zarr group that is not a complete label "
+                                   f"store (an interrupted creation?); pass exist_ok=True to finish it or delete it")
         if group is None:
-            group = zarr.open_group(store_arg, mode="a", zarr_format=3)
-        cls._create_arrays(group, url, n, int(height), int(width), int(k), int(num_classes), int(block_size),
-                           n_blocks, keys, labels_arr, fmt.scores_dtype(scores_dtype))
-        # The format attribute goes last: its presence says that creation finished.
-        group.attrs.put(attrs)
-        return cls(group, url, "r+")
+            group = zarr.open_group(where, mode="a", zarr_format=3)
+        a = req.attrs
+        cls._create_arrays(group, req.url, a["num_samples"], a["height"], a["width"], a["k"], a["num_classes"],
+                           a["block_size"], a["num_blocks"], req.key_bytes, req.labels,
+                           fmt.scores_dtype(a["scores_dtype"]))
+        group.attrs.put(a)
+        if dict(zarr.open_group(where, mode="r", zarr_format=3).attrs).get("identity") != a["identity"]:
+            return cls._join(req, raced=True)  # another creator's attributes won
+        return cls(group, req.url, "r+", attrs=a, identity=req.identity)
+
+    @classmethod
+    def _join(cls, req: CreateRequest, *, raced: bool) -> LabelStore:
+        """Opens the store that exists at ``req.url`` to resume it, if allowed and identical."""
+        who = "another process created a label store at the same time" if raced else "a label store already exists"
+        if not req.exist_ok:
+            raise StoreExistsError(f"LabelStore.create: {who} at {req.url}; pass exist_ok=True to resume writing "
+                                   f"it, or delete it first")
+        store = cls.open(req.url, mode="r+")
+        store._check_same(req.attrs, req.keys, req.labels if req.labels_given else None, req.class_names,
+                          raced=raced)
+        return store
 
     @staticmethod
-    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, keys, labels,
+    def _create_arrays(group: zarr.Group, url, n, h, w, k, c, block_size, n_blocks, key_bytes, labels,
                        sdt: np.dtype) -> None:
         """Creates the arrays (idempotent: an interrupted or concurrent creation writes the same)."""
         cdt = fmt.class_dtype(c)
-        key_bytes = fmt.encode_keys(keys)
         specs = {
             fmt.SCORES: dict(shape=(n, h, w, k), chunks=(block_size, h, w, k), dtype=sdt, fill_value=np.nan,
                              **fmt.scores_codecs(sdt.itemsize)),
@@ -178,8 +263,9 @@ class LabelStore:
                              **fmt.small_array_codecs()),
             fmt.KEYS: dict(shape=key_bytes.shape, chunks=(min(n, 1 << 16), key_bytes.shape[1]), dtype="u1",
                            fill_value=0, **fmt.small_array_codecs()),
-            fmt.BLOCK_DIGESTS: dict(shape=(n_blocks, fmt.DIGEST_BYTES), chunks=(1, fmt.DIGEST_BYTES), dtype="u1",
-                                    fill_value=0, filters=[], compressors=None),
+            fmt.BLOCK_DIGESTS: dict(shape=(n_blocks, fmt.MARKER_BYTES[fmt.FORMAT_VERSION]),
+                                    chunks=(1, fmt.MARKER_BYTES[fmt.FORMAT_VERSION]), dtype="u1", fill_value=0,
+                                    filters=[], compressors=None),
         }
         arrays = {}
         for name, spec in specs.items():
@@ -189,10 +275,10 @@ class LabelStore:
                 existing = group[name]
                 if existing.shape != spec["shape"] or existing.chunks != spec["chunks"] \
                         or np.dtype(existing.dtype) != np.dtype(spec["dtype"]):
-                    raise ValueError(f"LabelStore.create: {url} holds an unfinished store whose '{name}' array has "
-                                     f"shape {existing.shape}, chunks {existing.chunks}, dtype {existing.dtype}; "
-                                     f"expected {spec['shape']}, {spec['chunks']}, {spec['dtype']}: delete it "
-                                     f"and create again") from None
+                    raise StoreExistsError(
+                        f"LabelStore.create: {url} holds an unfinished store whose '{name}' array has shape "
+                        f"{existing.shape}, chunks {existing.chunks}, dtype {existing.dtype}; expected "
+                        f"{spec['shape']}, {spec['chunks']}, {spec['dtype']}: delete it and create again") from None
                 arrays[name] = existing
         arrays[fmt.KEYS][...] = key_bytes
         arrays[fmt.LABELS][...] = labels
@@ -206,14 +292,27 @@ class LabelStore:
             mode: "r" (read-only, default) or "r+" (read-write, to write blocks).
 
         Raises:
-            FileNotFoundError: nothing at ``url``.
+            StoreNotFoundError (FileNotFoundError): nothing at ``url``, or not a zarr group.
+            StoreDamagedError (ValueError): metadata that cannot be decoded (the message names the object).
             ValueError: ``url`` is not a (completely created) label store of a supported version.
         """
         if mode not in ("r", "r+"):
-            raise ValueError(f"LabelStore.open: mode must be 'r' or 'r+', got {mode!r}")
-        group = _try_open_group(_store_arg(url), mode)
+            raise InvalidArgument("mode", mode, "must be 'r' or 'r+'", where="LabelStore.open")
+        try:
+            group = try_open_group(store_arg(url), mode)
+        except Exception as e:
+            raise StoreDamagedError(f"LabelStore.open: {join_url(url, 'zarr.json')} cannot be read as zarr v3 "
+                                    f"group metadata ({describe(e)}): the store's metadata is damaged; restore the "
+                                    f"store from a copy", url=str(url), object="zarr.json") from None
         if group is None:
-            raise FileNotFoundError(f"LabelStore.open: no label store at {url}")
+            local = local_path(url)
+            why = ""
+            if local is not None:
+                why = (" (no such file or directory)" if not local.exists() else
+                       " (a file, not a store directory)" if not local.is_dir() else
+                       " (a serving bank directory, made from a store; `dali-relabel verify` checks banks)"
+                       if (local / "bank.json").is_file() else " (a directory without zarr.json)")
+            raise StoreNotFoundError(f"LabelStore.open: no label store at {url}{why}")
         attrs = group.attrs
         if attrs.get("format") != fmt.FORMAT_NAME:
             raise ValueError(f"LabelStore.open: {url} is a zarr group but not a complete label store (no "
@@ -221,21 +320,50 @@ class LabelStore:
                              f"with LabelStore.create(..., exist_ok=True)")
         if attrs.get("format_version") not in fmt.READABLE_VERSIONS:
             raise ValueError(f"LabelStore.open: {url} has format version {attrs.get('format_version')}, this "
-                             f"dali_relabel reads versions {list(fmt.READABLE_VERSIONS)}: upgrade dali_relabel")
+                             f"dali_relabel reads versions {', '.join(map(str, fmt.READABLE_VERSIONS))}: upgrade "
+                             f"dali_relabel")
         try:
             stored = fmt.scores_dtype_name(group[fmt.SCORES].dtype)
-        except ValueError as e:
-            raise ValueError(f"LabelStore.open: {url}: {e}; the store was not written by a label store "
-                             f"writer") from None
+        except Exception:
+            stored = None  # unknown dtype or undecodable metadata: named by the constructor
         said = attrs.get("scores_dtype", fmt.DEFAULT_SCORES_DTYPE)
-        if said != stored or attrs.get("format_version") < fmt.format_version(stored):
-            raise ValueError(f"LabelStore.open: {url} says scores_dtype={said!r} (format version "
-                             f"{attrs.get('format_version')}) but its scores array is {stored}: the store's metadata "
-                             f"is inconsistent; write it again")
-        return cls(group, url, mode)
+        if stored is not None and (said != stored or attrs.get("format_version") < fmt.FORMAT_VERSION_FLOAT32
+                                   and stored != "float16"):
+            raise StoreDamagedError(f"LabelStore.open: {url} says scores_dtype={said!r} (format version "
+                                    f"{attrs.get('format_version')}) but its scores array is {stored}: the store's "
+                                    f"metadata is inconsistent; write it again", url=str(url), object="zarr.json")
+        store = cls(group, url, mode)
+        if mode == "r+":
+            store.check_identity()  # a writer must not add blocks to a store whose metadata is mixed
+            store.remove_leftovers()
+        return store
+
+    def remove_leftovers(self, min_age_s: float = LEFTOVER_AGE_S) -> list[str]:
+        """Deletes the temporary objects (zarr's ``*.partial``) that writers killed mid-object left in a local store.
+
+        Only those older than ``min_age_s``: a live writer's temporary object exists for the milliseconds its write
+        takes, so it is never touched. Writers call this when they open the store (mode "r+").
+
+        Returns:
+            The deleted objects' keys.
+        """
+        local = self._group.store
+        if not isinstance(local, LocalStore):
+            return []
+        root = Path(local.root) / self._group.path
+        cutoff, removed = time.time() - min_age_s, []
+        for name in fmt.ARRAYS:
+            for path in (root / name).rglob("*.partial"):
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path.relative_to(root).as_posix())
+                except OSError:
+                    pass  # gone meanwhile, or not ours to delete (read-only): harmless either way
+        return removed
 
     def _check_same(self, attrs: dict, keys: list[str], labels: np.ndarray | None,
-                    class_names: list[str] | None) -> None:
+                    class_names: list[str] | None, raced: bool = False) -> None:
         differ = [f for f in _IDENTITY_FIELDS if getattr(self, f) != attrs[f]]
         if not np.array_equal(self.keys, np.asarray(keys, dtype=str)):
             differ.append("keys")
@@ -246,23 +374,69 @@ class LabelStore:
         if differ:
             details = "; ".join(f"{f}: existing {getattr(self, f)!r}, requested {attrs[f]!r}"
                                 for f in differ if f in attrs)
-            raise ValueError(f"LabelStore.create(exist_ok=True): the store at {self.url} differs in "
-                             f"{', '.join(differ)}" + (f" ({details})" if details else "")
-                             + ": resume with the same arguments, or write a new store")
+            who = "another process created a different store at the same time at" if raced else "the store at"
+            raise StoreMismatchError(f"LabelStore.create(exist_ok=True): {who} {self.url}: it differs in "
+                                     f"{', '.join(differ)}" + (f" ({details})" if details else "")
+                                     + ": resume with the same arguments, or write a new store")
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def identity(self) -> bytes | None:
+        """The store's identity (16 bytes, see ``format.store_identity``), derived from its metadata, keys and
+        labels; None for format version 1 stores, which have none."""
+        if self.format_version < 2:
+            return None
+        if self._identity is None:
+            self._identity = fmt.store_identity(
+                num_samples=self.num_samples, height=self.height, width=self.width, k=self.k,
+                num_classes=self.num_classes, block_size=self.block_size, annotator=self.annotator,
+                class_names=self.class_names, scores_dtype=self._scores.dtype, classes_dtype=self._classes.dtype,
+                key_bytes=self._read_whole(fmt.KEYS), labels=self.labels)
+        return self._identity
+
+    @property
+    def stored_identity(self) -> bytes | None:
+        """The identity recorded at creation (the ``identity`` attribute); None for format version 1 stores."""
+        try:
+            return bytes.fromhex(self._stored_identity) if self._stored_identity else None
+        except (TypeError, ValueError):
+            return None
+
+    def identity_problem(self) -> str | None:
+        """Why the store's content disagrees with its ``identity`` attribute (metadata mixed by two creators, or
+        damaged), or None."""
+        if self.format_version < 2:
+            return None
+        if self.identity.hex() != self._stored_identity:
+            return (f"the store's metadata, keys and labels (identity {self.identity.hex()}) do not match its "
+                    f"'identity' attribute ({self._stored_identity}): two processes created it with different "
+                    f"settings at once, or its metadata was modified")
+        return None
+
+    def check_identity(self) -> None:
+        """Raises :class:`StoreDamagedError` when :meth:`identity_problem` finds one."""
+        problem = self.identity_problem()
+        if problem is not None:
+            raise StoreDamagedError(f"LabelStore: {self.url}: {problem}; write a new store", url=self.url,
+                                    object="zarr.json")
 
     # ------------------------------------------------------------------ metadata
     @property
     def keys(self) -> np.ndarray:
         """[N] str: image paths relative to the dataset root."""
         if self._keys is None:
-            self._keys = fmt.decode_keys(self._group[fmt.KEYS][...])
+            raw = self._read_whole(fmt.KEYS)
+            try:
+                self._keys = fmt.decode_keys(raw)
+            except UnicodeDecodeError as e:
+                raise self._damaged(fmt.KEYS, None, f"its bytes are not UTF-8 ({e})") from None
         return self._keys
 
     @property
     def labels(self) -> np.ndarray:
         """[N] int32: the original single labels (−1 unknown)."""
         if self._labels is None:
-            self._labels = np.asarray(self._group[fmt.LABELS][...], np.int32)
+            self._labels = np.asarray(self._read_whole(fmt.LABELS), np.int32)
         return self._labels
 
     @property
@@ -275,6 +449,12 @@ class LabelStore:
         self._check_block(block, "block_rows")
         return range(block * self.block_size, min(self.num_samples, (block + 1) * self.block_size))
 
+    def object_key(self, array: str, block: int = 0) -> str:
+        """The key (path inside the store) of the chunk object of ``array`` holding block ``block``'s rows."""
+        arr = self._group[array]
+        chunk = (block * self.block_size // arr.chunks[0],) if array in (fmt.KEYS, fmt.LABELS) else (block,)
+        return f"{array}/{arr.metadata.encode_chunk_key(chunk + (0,) * (arr.ndim - 1))}"
+
     def __len__(self) -> int:
         return self.num_samples
 
@@ -282,22 +462,55 @@ class LabelStore:
         return (f"LabelStore({self.url!r}, mode={self.mode!r}, N={self.num_samples}, H={self.height}, W={self.width}, "
                 f"K={self.k}, C={self.num_classes}, blocks={int(self.completed_blocks().sum())}/{self.num_blocks})")
 
+    # ------------------------------------------------------------------ reading objects, with their names
+    def _damaged(self, array: str, block: int | None, problem: str) -> StoreDamagedError:
+        obj = self.object_key(array, block) if block is not None else f"{array}/c/..."
+        what = f"block {block}'s '{array}'" if block is not None else f"the '{array}' array"
+        if array in (fmt.SCORES, fmt.CLASSES, fmt.BLOCK_DIGESTS) and block is not None:
+            fix = (f"mark the block incomplete (dali-relabel verify --mark-incomplete {self.url}, or "
+                   f"LabelStore.mark_incomplete) and rerun the writer to rewrite it, or restore the store from a copy")
+        else:
+            fix = "it is written once, at creation: restore the store from a copy, or create the store again"
+        return StoreDamagedError(f"LabelStore: {what} in {self.url} (object {obj}) {problem}: the store is damaged; "
+                                 f"{fix}", url=self.url, object=obj)
+
+    def _read_whole(self, name: str) -> np.ndarray:
+        try:
+            return np.asarray(self._group[name][...])
+        except Exception as e:
+            raise self._damaged(name, None, f"cannot be decoded ({describe(e)})") from None
+
+    def _read_chunk(self, name: str, arr: zarr.Array, block: int, rows: range) -> np.ndarray:
+        try:
+            return np.asarray(arr[rows.start:rows.stop])
+        except Exception as e:
+            raise self._damaged(name, block, f"cannot be decoded ({describe(e)})") from None
+
+    def _object_exists(self, key: str) -> bool:
+        try:
+            return bool(sync(self._group.store.exists(f"{self._group.path}/{key}".lstrip("/"))))
+        except Exception:
+            return True  # unknown: say "holds no data" rather than "missing"
+
     # ------------------------------------------------------------------ completeness
+    def _markers(self) -> tuple[np.ndarray, list[int]]:
+        """(uint8 [num_blocks, marker bytes] markers, damaged blocks): a marker object damaged by a crash of the
+        machine (zarr writes local objects atomically, so not of a process) counts as absent, and is listed."""
+        try:
+            return np.asarray(self._digests[...], np.uint8), []
+        except Exception:
+            rows, damaged = np.zeros(self._digests.shape, np.uint8), []
+            for b in range(self.num_blocks):
+                try:
+                    rows[b] = self._digests[b]
+                except Exception:
+                    damaged.append(b)
+            return rows, damaged
+
     def completed_blocks(self) -> np.ndarray:
         """bool [num_blocks]: which blocks are completely written."""
-        todo = np.nonzero(~self._complete_cache)[0]
-        if todo.size:
-            try:
-                rows = self._digests[...]
-                self._complete_cache |= rows.any(axis=1)
-            except Exception:
-                # A marker object damaged by a crash of the machine (not the process: zarr writes local
-                # objects atomically) must not hide the others: read them one by one, damaged = incomplete.
-                for b in todo:
-                    try:
-                        self._complete_cache[b] = bool(self._digests[b].any())
-                    except Exception:
-                        pass
+        if not self._complete_cache.all():
+            self._complete_cache |= self._markers()[0].any(axis=1)
         return self._complete_cache.copy()
 
     @property
@@ -306,8 +519,31 @@ class LabelStore:
         return bool(self.completed_blocks().all())
 
     def block_digests(self) -> np.ndarray:
-        """uint8 [num_blocks, 16]: each block's digest (all zero for incomplete blocks)."""
-        return np.asarray(self._digests[...], np.uint8)
+        """uint8 [num_blocks, 16]: each block's data digest (all zero for incomplete blocks)."""
+        return self._markers()[0][:, :fmt.DIGEST_BYTES].copy()
+
+    def block_markers(self) -> tuple[np.ndarray, list[int]]:
+        """Every block's marker, ``uint8 [num_blocks, 16 or 32]`` (digest, then the writer's identity for format
+        version 2; all zero: incomplete), and the blocks whose marker object is damaged (counted incomplete)."""
+        return self._markers()
+
+    def mark_incomplete(self, blocks) -> None:
+        """Removes the markers of ``blocks``, so that the writer (annotate, import-naver) rewrites them on its
+        next run. For blocks found damaged by ``verify``.
+
+        Raises:
+            PermissionError: the store is open read-only.
+        """
+        if self.mode != "r+":
+            raise PermissionError(f"LabelStore.mark_incomplete: {self.url} is open read-only; open it with mode='r+'")
+        for b in blocks:
+            self._check_block(int(b), "mark_incomplete")
+            try:
+                self._digests[int(b)] = 0
+            except OSError as e:
+                raise storage_error(e, doing=f"mark block {b} of {self.url} incomplete", path=self.url) from e
+        self._complete_cache[:] = False
+        self._block_cache = None
 
     # ------------------------------------------------------------------ writing
     def write_block(self, block: int, scores: np.ndarray, classes: np.ndarray) -> None:
@@ -325,19 +561,25 @@ class LabelStore:
         Raises:
             ValueError: wrong shape or invalid values; the message names the row, key and cell.
             PermissionError: the store is open read-only.
+            StoreWriteError (OSError): no space left, read-only or not writable (the message names the path).
         """
         if self.mode != "r+":
             raise PermissionError(f"LabelStore.write_block: {self.url} is open read-only; open it with mode='r+'")
         self._check_block(block, "write_block")
         rows = self.block_rows(block)
         scores, classes = self._validated_block(block, rows, scores, classes)
+        marker = fmt.block_marker(block_digest(scores, classes),
+                                  self.identity if self._marker_bytes > fmt.DIGEST_BYTES else None)
         sl = slice(rows.start, rows.stop)
-        self._scores[sl] = scores
-        self._classes[sl] = classes
-        self._fsync_chunks(block)
-        digest = block_digest(scores, classes)
-        self._digests[block] = np.frombuffer(digest, np.uint8)
-        self._fsync_objects([f"{fmt.BLOCK_DIGESTS}/{self._digests.metadata.encode_chunk_key((block, 0))}"])
+        try:
+            self._scores[sl] = scores
+            self._classes[sl] = classes
+            self._fsync_chunks(block)
+            self._digests[block] = np.frombuffer(marker, np.uint8)
+            self._fsync_objects([self.object_key(fmt.BLOCK_DIGESTS, block)])
+        except OSError as e:
+            raise storage_error(e, doing=f"write block {block} of the label store {self.url}", path=self.url,
+                                then="blocks already complete are kept: rerun the same command to resume") from e
         self._complete_cache[block] = True
         if self._block_cache is not None and self._block_cache[0] == block:
             self._block_cache = None
@@ -381,8 +623,7 @@ class LabelStore:
                          f"[{int(bad.any(axis=(1, 2, 3)).sum()) if bad.ndim == 4 else 1} sample(s) affected]; {fix}")
 
     def _fsync_chunks(self, block: int) -> None:
-        self._fsync_objects([f"{name}/{arr.metadata.encode_chunk_key((block, 0, 0, 0))}"
-                             for name, arr in ((fmt.SCORES, self._scores), (fmt.CLASSES, self._classes))])
+        self._fsync_objects([self.object_key(fmt.SCORES, block), self.object_key(fmt.CLASSES, block)])
 
     def _fsync_objects(self, keys: list[str]) -> None:
         """Makes written objects durable on a local file system (remote object stores are once PUT returns)."""
@@ -409,19 +650,15 @@ class LabelStore:
 
         Raises:
             IndexError: a row outside ``[-N, N)``.
-            ValueError: a row in a block that is not completely written.
+            StoreIncompleteError (ValueError): a row in a block that is not completely written.
+            StoreDamagedError (ValueError): a block marked complete whose data object is missing or cannot be
+                decoded (the message names the block and the object).
         """
         if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
             s, c = self.read(np.array([rows]))
             return s[0], c[0]
         if isinstance(rows, slice):
-            start, stop, step = rows.indices(self.num_samples)
-            if step == 1:
-                if stop <= start:
-                    return self._empty()
-                self._require_complete(np.arange(start // self.block_size, (stop - 1) // self.block_size + 1))
-                return (np.asarray(self._scores[start:stop]), np.asarray(self._classes[start:stop]))
-            rows = np.arange(start, stop, step)
+            rows = np.arange(*rows.indices(self.num_samples))
         idx = np.asarray(rows)
         if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
             raise TypeError(f"LabelStore.read: rows must be an int, a slice or a 1-D int array, got {rows!r}")
@@ -443,18 +680,48 @@ class LabelStore:
             scores[sel], classes[sel] = bs[idx[sel] - b * self.block_size], bc[idx[sel] - b * self.block_size]
         return scores, classes
 
-    def read_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """The data of one complete block: ``[len(block_rows(b)), H, W, K]`` scores and classes."""
+    def read_block(self, block: int, *, check_digest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The data of one complete block: ``[len(block_rows(b)), H, W, K]`` scores and classes.
+
+        Args:
+            block: the block.
+            check_digest: compare the data with the block's digest (``verify`` reads without, to report
+                the values of a block that fails it).
+
+        Raises:
+            StoreIncompleteError, StoreDamagedError: as :meth:`read`.
+        """
         self._check_block(block, "read_block")
         self._require_complete(np.array([block]))
-        return self._read_block(block)
+        return self._read_block(block, check_digest=check_digest)
 
-    def _read_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
-        # One decoded block is kept: row-by-row reads would otherwise decode a whole chunk per row.
+    def _read_block(self, block: int, *, check_digest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        # One decoded (and checked) block is kept: row-by-row reads would otherwise decode a chunk per row.
         if self._block_cache is None or self._block_cache[0] != block:
             rows = self.block_rows(block)
-            sl = slice(rows.start, rows.stop)
-            self._block_cache = (block, np.asarray(self._scores[sl]), np.asarray(self._classes[sl]))
+            scores = self._read_chunk(fmt.SCORES, self._scores, block, rows)
+            classes = self._read_chunk(fmt.CLASSES, self._classes, block, rows)
+            # A complete block holds finite scores and classes >= 0 (write_block checks): the fill values
+            # (NaN, -1) mean that its object is missing, e.g. deleted, or never written by a foreign writer.
+            for name, fill in ((fmt.SCORES, np.isnan(scores)), (fmt.CLASSES, classes < 0)):
+                if fill.any():
+                    key = self.object_key(name, block)
+                    problem = ("is missing although the block is marked complete" if not self._object_exists(key)
+                               else "holds fill values (NaN scores / class -1) although the block is marked complete")
+                    raise self._damaged(name, block, problem)
+            if not check_digest:
+                return scores, classes
+            # The digest also catches what decodes without an error: a truncated blosc object can decode to
+            # garbage (its header promises more bytes than are there), a chunk rewritten behind the store's back.
+            try:
+                marker = np.asarray(self._digests[block], np.uint8).tobytes()
+            except Exception as e:
+                raise self._damaged(fmt.BLOCK_DIGESTS, block, f"cannot be decoded ({describe(e)})") from None
+            if block_digest(scores, classes) != marker[:fmt.DIGEST_BYTES]:
+                other = self.object_key(fmt.CLASSES, block)
+                raise self._damaged(fmt.SCORES, block, f"or its 'classes' object ({other}) does not match the block's "
+                                    "completion digest (modified or damaged after writing)")
+            self._block_cache = (block, scores, classes)
         return self._block_cache[1], self._block_cache[2]
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
@@ -468,9 +735,10 @@ class LabelStore:
         missing = [int(b) for b in blocks if not done[b]]
         if missing:
             r = self.block_rows(missing[0])
-            raise ValueError(f"LabelStore.read: {len(missing)} requested block(s) of {self.url} are not completely "
-                             f"written (first: block {missing[0]}, rows {r.start}..{r.stop - 1}); finish writing "
-                             f"them (see completed_blocks())")
+            raise StoreIncompleteError(
+                f"LabelStore.read: {len(missing)} requested block(s) of {self.url} are not completely written "
+                f"(first: block {missing[0]}, rows {r.start}..{r.stop - 1}); finish writing them (see "
+                f"completed_blocks())")
 
     def _check_block(self, block: int, where: str) -> None:
         if not isinstance(block, (int, np.integer)) or not 0 <= block < self.num_blocks:
@@ -504,10 +772,12 @@ class LabelStore:
         """
         self._require_all_complete("content_hash")
         h = hashlib.blake2b(digest_size=16)
-        identity = {"format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION, "n": self.num_samples,
+        # Independent of the format version (version 1 stores and version 2 stores of the same content share
+        # their bank); float16 stores keep the hash (and bank name) they always had.
+        identity = {"format": fmt.FORMAT_NAME, "version": 1, "n": self.num_samples,
                     "h": self.height, "w": self.width, "k": self.k, "c": self.num_classes,
                     "block_size": self.block_size, "classes": self.class_dtype.str}
-        if self.scores_dtype != "float16":  # float16 stores keep the hash (and bank name) they always had
+        if self.scores_dtype != "float16":
             identity["scores"] = self.scores_numpy_dtype.str
         h.update(json.dumps(identity).encode())
         h.update(self.block_digests().tobytes())
@@ -519,8 +789,9 @@ class LabelStore:
         done = self.completed_blocks()
         if not done.all():
             missing = np.nonzero(~done)[0]
-            raise ValueError(f"LabelStore.{where}: {self.url} is incomplete: {missing.size} of {self.num_blocks} "
-                             f"blocks not written (first: {missing[:5].tolist()}); finish writing it")
+            raise StoreIncompleteError(f"LabelStore.{where}: {self.url} is incomplete: {missing.size} of "
+                                       f"{self.num_blocks} blocks not written (first: {missing[:5].tolist()}); finish "
+                                       f"writing it")
 
     def nbytes_stored(self) -> dict[str, int]:
         """Stored (compressed) bytes per array, metadata included."""
@@ -536,62 +807,22 @@ class LabelStore:
             progress: show a progress bar while decompressing.
 
         Returns:
-            The :class:`~dali_relabel.store.bank.LabelBank` (``<cache_dir>/<content_hash()>/``).
+            The :class:`~dali_relabel.store.bank.LabelBank` (``<cache_dir>/<content_hash()>.v<bank version>/``).
         """
         from .bank import materialize_store
 
         return materialize_store(self, cache_dir, progress=progress)
 
 
-def _store_arg(url):
-    """zarr's store argument: local paths (and file:// URLs) become LocalStore, other URLs go to fsspec."""
-    s = str(url)
-    if s.startswith("file://"):
-        s = s[len("file://"):]
-    if "://" in s:
-        return s
-    return Path(s).expanduser()
-
-
-def _try_open_group(store_arg, mode: str) -> zarr.Group | None:
+def resume_hint(url) -> str:
+    """After a writer failed: "N of M blocks of <url> are complete and kept: rerun ... to resume", or "" when the
+    store does not exist or holds no complete block (nothing to resume)."""
     try:
-        return zarr.open_group(store_arg, mode=mode, zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
-        return None
-
-
-def _check_keys(keys) -> list[str]:
-    if isinstance(keys, str):
-        raise ValueError("LabelStore.create: keys must be a sequence of strings, not one string")
-    keys = [k for k in keys]
-    if not keys:
-        raise ValueError("LabelStore.create: keys is empty; a store holds at least one sample")
-    for i, key in enumerate(keys):
-        if not isinstance(key, (str, np.str_)) or not key:
-            raise ValueError(f"LabelStore.create: keys[{i}] = {key!r} is not a non-empty string")
-        if "\0" in key or key.startswith("/") or "\\" in key:
-            raise ValueError(f"LabelStore.create: keys[{i}] = {key!r} must be a relative path with '/' separators "
-                             f"and no NUL character")
-    keys = [str(k) for k in keys]
-    if len(set(keys)) != len(keys):
-        seen, dups = set(), []
-        for key in keys:
-            if key in seen:
-                dups.append(key)
-            seen.add(key)
-        raise ValueError(f"LabelStore.create: {len(dups)} duplicate key(s), e.g. {dups[:5]}; keys must be unique")
-    return keys
-
-
-def _check_labels(labels, n: int, num_classes: int) -> np.ndarray:
-    if labels is None:
-        return np.full(n, -1, np.int32)
-    arr = np.asarray(labels)
-    if arr.shape != (n,) or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise ValueError(f"LabelStore.create: labels must be {n} integers (one per key), got shape {arr.shape} "
-                         f"dtype {arr.dtype}")
-    bad = (arr < -1) | (arr >= num_classes)
-    if bad.any():
-        i = int(np.nonzero(bad)[0][0])
-        raise ValueError(f"LabelStore.create: labels[{i}] = {arr[i]} outside [-1, {num_classes}) (−1 means unknown)")
-    return arr.astype(np.int32)
+        store = LabelStore.open(url)
+        done = int(store.completed_blocks().sum())
+    except Exception:
+        return ""
+    if not done:
+        return ""
+    return (f"{done} of {store.num_blocks} blocks of {url} are complete and kept: rerun the same command to resume "
+            f"after fixing the problem")

@@ -35,13 +35,15 @@ import os
 import re
 import sys
 import time
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from ..image_folder import ImageList
+from ..errors import DaliRelabelError, InvalidArgument
+from ..image_folder import ImageList, is_inside, walk_files
 from .label_store import LabelStore
 
 LAYOUTS = {"kyx": (1, 2, 0), "kxy": (2, 1, 0)}  # file axes → [H, W, K]
@@ -50,7 +52,7 @@ IMAGENET_CLASSES = 1000  # the official release is ImageNet-1k
 _WNID = re.compile(r"n\d{8}")  # a WordNet id, ImageNet's class folder names
 
 
-class NaverImportError(ValueError):
+class NaverImportError(DaliRelabelError, ValueError):
     """The release cannot be imported; the message names the file(s) and what to do."""
 
 
@@ -113,8 +115,10 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
     try:
         t = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise NaverImportError(f"{path}: cannot be read as a torch tensor ({type(e).__name__}: {e}); the file is "
-                               f"corrupt or not a label map: extract it again from the release") from None
+        # torch's own messages run to paragraphs (e.g. weights_only advice): its first sentence says enough.
+        detail = " ".join(str(e).split()).split(". ")[0][:160]
+        raise NaverImportError(f"{path}: cannot be read as a torch tensor ({type(e).__name__}: {detail}); the file "
+                               f"is corrupt or not a label map: extract it again from the release") from None
     if not isinstance(t, torch.Tensor):
         raise NaverImportError(f"{path}: holds a {type(t).__name__}, expected a tensor [2, K, H, W]")
     shape = tuple(t.shape)
@@ -129,8 +133,8 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
     if chosen_from is not None and scores_dtype == "float16" and t.dtype != torch.float16:
         held = str(t.dtype).replace("torch.", "")
         raise NaverImportError(f"{path}: holds {held} scores, but the store keeps float16 (chosen from the first "
-                               f"map, {chosen_from}, which is float16): pass --scores-dtype float32 to keep them "
-                               f"exactly, or --scores-dtype float16 to round them")
+                               f"map, {chosen_from}, which is float16): import with scores_dtype='float32' to keep "
+                               f"them exactly, or scores_dtype='float16' to round them")
     a = t.detach().to(torch.float64).numpy()
     scores, cls = a[0], a[1]
     bad = ~np.isfinite(scores)
@@ -142,10 +146,10 @@ def load_naver_map(path, *, num_classes: int, layout: str = "kyx",
     if bad.any():
         where = tuple(int(v) for v in np.argwhere(bad)[0])
         raise NaverImportError(f"{path}: class index {cls[where]} at [k, i, j] = {list(where)} is not an integer in "
-                               f"[0, {num_classes}) ({int(bad.sum())} such values); check --num-classes")
+                               f"[0, {num_classes}) ({int(bad.sum())} such values); check the number of classes")
     if scores_dtype == "float16" and np.abs(scores).max() > np.finfo(np.float16).max:
         raise NaverImportError(f"{path}: a score of magnitude {np.abs(scores).max()} exceeds the float16 range "
-                               f"of the store; import with --scores-dtype float32")
+                               f"of the store; import with scores_dtype='float32'")
     axes = LAYOUTS[layout]
     scores, cls = scores.transpose(axes), cls.transpose(axes).astype(np.int64)
     # Descending score; ties by ascending class, so the store does not depend on the file's rank order.
@@ -193,7 +197,15 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
 
     started = time.perf_counter()
     if layout not in LAYOUTS:
-        raise ValueError(f"import_naver: layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+        raise InvalidArgument("layout", layout, f"must be one of {sorted(LAYOUTS)}", where="import_naver")
+    for name, value in (("block_size", block_size), ("workers", workers), ("num_classes", num_classes)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise InvalidArgument(name, value, "must be an integer >= 1", where="import_naver")
+    for name, tree in (("images_dir", images_dir), ("maps_dir", maps_dir)):
+        if is_inside(out, tree):
+            raise InvalidArgument("out", out, f"is inside the {'image' if name == 'images_dir' else 'map'} folder "
+                                  f"{tree}: the store would be listed with its files and written among them; choose "
+                                  f"a path outside it", where="import_naver")
     listing = ImageList.from_folder(images_dir)
     class_names, image_keys, image_labels = listing.classes, listing.keys, listing.labels
     maps_dir = Path(maps_dir)
@@ -217,13 +229,13 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
                 parts.append(f"{len(items)} {what}: " + ", ".join(items[:_SHOWN])
                              + (f" ... and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""))
         raise NaverImportError(f"import_naver: {maps_dir} and {images_dir} do not match: " + "; ".join(parts)
-                               + ". Point --maps/--images at matching trees, or pass --allow-missing to import "
-                                 "the matched pairs only")
+                               + ". Give matching map and image trees, or allow missing pairs (allow_missing) to "
+                                 "import the matched pairs only")
     if not matched:
         raise NaverImportError(f"import_naver: no map in {maps_dir} matches an image in {images_dir}")
     if scores_dtype not in (None, "float16", "float32"):
-        raise ValueError(f"import_naver: scores_dtype must be 'float16' or 'float32' (or None: the maps' own), got "
-                         f"{scores_dtype!r}")
+        raise InvalidArgument("scores_dtype", scores_dtype, "must be 'float16' or 'float32' (or None: the maps' own)",
+                              where="import_naver")
 
     keys = [image_keys[i] for i in matched]
     map_paths = [str(maps[os.path.splitext(k)[0]]) for k in keys]
@@ -233,8 +245,8 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
     else:
         reason = "given"
     if len(class_names) > num_classes:
-        raise NaverImportError(f"import_naver: {images_dir} has {len(class_names)} class folders but num_classes is "
-                               f"{num_classes}; pass --num-classes >= {len(class_names)}")
+        raise InvalidArgument("num_classes", num_classes, f"is below the {len(class_names)} class folders of "
+                              f"{images_dir}", where="import_naver")
     folder_labels = np.array([image_labels[i] for i in matched], np.int32)
     labels, store_class_names, labels_note = _labels(class_names, folder_labels, num_classes)
     first_shape, first_dtype = _first_map(map_paths[0], num_classes, layout)
@@ -282,14 +294,17 @@ def import_naver(maps_dir, images_dir, out, *, layout: str = "kyx", allow_missin
 
 
 def _scan_maps(root: Path) -> dict[str, Path]:
-    """{relative path without '.pt': file} for every .pt file under root."""
-    out = {}
-    for dirpath, _, files in os.walk(root, followlinks=True):
-        rel = Path(dirpath).relative_to(root).as_posix()
-        for f in files:
+    """{relative path without '.pt': file} for every .pt file under root (symbolic links as the image listing
+    treats them: a directory cycle or a second path to a directory is skipped, with a warning)."""
+    out, skipped = {}, []
+    for rel, _, others in walk_files(root, skipped):
+        for f in others:
             if f.endswith(".pt"):
                 stem = f[:-3] if rel == "." else f"{rel}/{f[:-3]}"
-                out[stem] = Path(dirpath) / f
+                out[stem] = root / f if rel == "." else root / rel / f
+    if skipped:
+        warnings.warn(f"{len(skipped)} symbolic link(s) under {root} not followed: {'; '.join(skipped[:5])}",
+                      stacklevel=3)
     return out
 
 

@@ -66,6 +66,15 @@ class DemoDataset:
     height: int
     width: int
 
+    def labelled_boxes(self) -> dict:
+        """Per image key, the boxes ``[n, 4]`` (y0, x0, y1, x1, normalized) of its objects of the labelled class (the
+        folder's), like ImageNet's boxes of the labelled class."""
+        out = {}
+        for key, objects in self.objects.items():
+            label = self.class_names.index(key.split("/")[0])
+            out[key] = np.array([o["box"] for o in objects if o["class"] == label], np.float64)
+        return out
+
 
 def _photo(name: str, max_side: int = 640) -> np.ndarray:
     import skimage.data

@@ -282,11 +282,11 @@ def test_torchrun_resumes_with_the_remaining_blocks_dealt_evenly(reference, imag
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--model", "torchvision:resnet18"], "needs weights: pass --weights FILE"),
+    (["--model", "torchvision:resnet18"], "needs weights: a local state dict or checkpoint file"),
     (["--model", "torchvision:mobilenet_v3_small", "--random-init"], "Hardswish is not affine per location"),
     (["--model", "torchvision:resnet18", "--weights", "/nonexistent/w.pth"], "/nonexistent/w.pth does not exist"),
     (["--model", "torchvision:resnet18", "--random-init", "--num-classes", "1"],
-     "--topk 5 exceeds the model's 1 classes"),
+     "dali-relabel annotate: error: --topk 5: exceeds the model's 1 classes\n"),
     (["--model", "torchvision:resnet18", "--random-init", "--num-classes", "1", "--topk", "1"],
      "has labels up to 1 (class folders or list labels) but the model has 1 classes"),
 ])

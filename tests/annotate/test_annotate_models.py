@@ -56,7 +56,8 @@ def test_weights_load_from_local_files(tmp_path, trained_like, layout):
 
 
 def test_missing_weights_say_how_to_pass_them():
-    with pytest.raises(ModelError, match=r"needs weights: pass --weights FILE .*never downloaded.*--random-init"):
+    with pytest.raises(ModelError, match=r"needs weights: a local state dict or checkpoint file .*never "
+                                         r"downloaded.*random_init"):
         load_model("torchvision:resnet18")
 
 
@@ -71,7 +72,7 @@ def test_weights_errors_name_the_file_and_the_problem(tmp_path, trained_like):
     torch.save({"epoch": 1}, tmp_path / "bad.pth")
     with pytest.raises(ModelError, match=r"bad\.pth holds no state dict"):
         load_model("torchvision:resnet18", weights=tmp_path / "bad.pth")
-    with pytest.raises(ModelError, match="either --weights or --random-init"):
+    with pytest.raises(ModelError, match=r"either weights or random initialisation \(random_init\)"):
         load_model("torchvision:resnet18", weights=tmp_path / "r18.pth", random_init=True)
 
 

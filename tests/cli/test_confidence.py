@@ -8,7 +8,6 @@ from PIL import Image
 from reference import slow_label_pool
 
 from dali_relabel import LabelStore
-from dali_relabel.cli.crop_stats import demo_boxes
 from dali_relabel.crop_stats import confidence_by_iou, crop_confidence, crop_iou_stats, plot_confidence
 from dali_relabel.testing.demo_dataset import build_demo_dataset
 
@@ -19,7 +18,7 @@ def demo(tmp_path_factory):
 
 
 def test_crop_confidence_equals_the_reference_pooling(demo):
-    stats = crop_iou_stats(demo.images, demo_boxes(demo), crops=12, seed=3, progress=False)
+    stats = crop_iou_stats(demo.images, demo.labelled_boxes(), crops=12, seed=3, progress=False)
     store = LabelStore.open(demo.labels)
     conf = crop_confidence(stats, store)
     assert conf.shape == stats.iou.shape

@@ -14,7 +14,7 @@ from store_util import create_store, fill, keys_for
 from dali_relabel import LabelStore
 from dali_relabel.cli import main
 from dali_relabel.ops.image_check import undecodable_images
-from dali_relabel.store.format import block_digest
+from dali_relabel.store.format import block_digest, block_marker
 
 
 def write_images(root: Path, keys: list[str]) -> None:
@@ -66,7 +66,8 @@ def _rewrite_block_behind_the_store(url, block, mutate):
     s, c = g["scores"][rows], g["classes"][rows]
     mutate(s, c)
     g["scores"][rows], g["classes"][rows] = s, c
-    g["block_digests"][block] = np.frombuffer(block_digest(s, c), np.uint8)
+    marker = block_marker(block_digest(s, c), LabelStore.open(url).identity)  # its digest, this store's identity
+    g["block_digests"][block] = np.frombuffer(marker, np.uint8)
 
 
 def test_verify_reports_every_problem_with_its_key(good, capsys):
@@ -99,7 +100,9 @@ def test_verify_reports_every_problem_with_its_key(good, capsys):
         assert line in lines, line
     assert any(ln.startswith("[undecodable] n02/img_00006.JPEG: cannot be decoded by DALI's CPU decoder")
                for ln in lines)
-    assert lines[-1].startswith("FAILED: 8 problem(s)")
+    assert lines[-2].startswith("FAILED: 8 problem(s)")
+    assert lines[-1] == ("2 block(s) can be rewritten: rerun with --mark-incomplete, then rerun the writer with the "
+                         "same arguments")
 
 
 def test_verify_incomplete_and_duplicate_labels(tmp_path, capsys):
@@ -113,7 +116,8 @@ def test_verify_incomplete_and_duplicate_labels(tmp_path, capsys):
     g["labels"][3] = 77
     assert main(["verify", "--quiet", "--max-print", "1", str(tmp_path / "s.zarr")]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == "... 1 more problem(s) not printed (--max-print)" and "1 label" in out[2]
+    # Labels changed behind the store's back: the store no longer matches its identity (said once), and the label.
+    assert out[1] == "... 2 more problem(s) not printed (--max-print)" and "1 identity, 1 incomplete, 1 label" in out[2]
 
 
 def test_undecodable_images_bisects_to_the_bad_ones(tmp_path):

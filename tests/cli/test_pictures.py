@@ -14,8 +14,7 @@ from reference import slow_label_pool
 
 from dali_relabel import LabelStore
 from dali_relabel.cli import main
-from dali_relabel.cli.crop_stats import demo_boxes
-from dali_relabel.cli.show import cell_probabilities
+from dali_relabel.label_view import cell_probabilities
 from dali_relabel.crop_stats import box_iou, crop_iou_stats, load_boxes
 from dali_relabel.testing.demo_dataset import build_demo_dataset
 
@@ -57,7 +56,11 @@ def test_show_draws_heatmaps_and_the_box_target(demo, tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--key", "nope/x.jpg"], r"nope/x\.jpg"),
-    (["--key", "KEY", "--box", "0.5", "0.1", "0.4", "0.9"], r"--box 0.5 0.1 0.4 0.9 must satisfy 0 <= y0 < y1 <= 1"),
+    (["--key", "KEY", "--box", "0.5", "0.1", "0.4", "0.9"], r"--box 0.5 0.1 0.4 0.9: must satisfy 0 <= y0 < y1 <= 1"),
+    # A key is never resolved outside --images (issue #14), whether or not the store holds it.
+    (["--key", "../secret.jpg"], r"^dali-relabel show: error: key '\.\./secret\.jpg' has an empty, '\.' or '\.\.' "
+                                 r"component; keys are plain relative paths inside the dataset root\n$"),
+    (["--key", "/etc/passwd"], r"key '/etc/passwd' is an absolute path"),
 ])
 def test_show_rejects_bad_input(demo, tmp_path, capsys, args, message):
     key = sorted(demo.objects)[0]
@@ -104,7 +107,7 @@ def test_crop_stats_on_the_demo(tmp_path, capsys):
     assert summary["images"] == 6 and summary["crops_per_image"] == 60
     assert f"IoU < 0.5: {summary['fraction_iou_below_0.5']:.1%}" in text
 
-    boxes = demo_boxes(demo)
+    boxes = demo.labelled_boxes()
     for key, b in boxes.items():  # the labelled object: the folder's class
         label = demo.class_names.index(key.split("/")[0])
         assert b.tolist() == [o["box"] for o in demo.objects[key] if o["class"] == label] and len(b) >= 1

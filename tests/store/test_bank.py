@@ -11,6 +11,7 @@ import zarr
 from store_util import create_store, fill, start_python
 
 from dali_relabel import LabelBank, LabelStore, fs
+from dali_relabel.errors import BankError
 from dali_relabel.store import bank as bank_module
 
 
@@ -24,7 +25,7 @@ def store(tmp_path):
 def test_materialize_content_and_files(store, tmp_path):
     bank = store.materialize(tmp_path / "banks", progress=False)
     assert isinstance(bank, LabelBank)
-    assert bank.path == tmp_path / "banks" / store.content_hash()
+    assert bank.path == tmp_path / "banks" / bank_module.bank_name(store)
     s, c = store.read(slice(None))
     for name, want in (("scores", s), ("classes", c), ("labels", store.labels)):
         got = getattr(bank, name)
@@ -40,10 +41,10 @@ def test_materialize_content_and_files(store, tmp_path):
     meta = json.loads((bank.path / "bank.json").read_text())
     assert {k: meta[k] for k in ("format", "version", "num_samples", "height", "width", "k", "num_classes",
                                  "classes_dtype", "content_hash")} == {
-        "format": "dali_relabel.bank", "version": 1, "num_samples": 100, "height": 6, "width": 5, "k": 3,
+        "format": "dali_relabel.bank", "version": 2, "num_samples": 100, "height": 6, "width": 5, "k": 3,
         "num_classes": 50, "classes_dtype": "<i2", "content_hash": store.content_hash()}
     assert meta["class_names"][:2] == ["w0", "w1"]
-    assert sorted(os.listdir(tmp_path / "banks")) == sorted([store.content_hash(), f".{store.content_hash()}.lock"])
+    assert sorted(os.listdir(tmp_path / "banks")) == sorted([bank_module.bank_name(store), f".{bank_module.bank_name(store)}.lock"])
 
 
 def test_second_materialize_reuses_the_bank(store, tmp_path):
@@ -68,7 +69,8 @@ def test_tampered_store_is_refused(store, tmp_path):
     g = zarr.open_group(store.url, mode="r+")
     block = g["scores"][32:48]
     g["scores"][32:48] = block - np.float16(1)  # changed behind the store's back: digest no longer matches
-    with pytest.raises(ValueError, match=r"block 2 \(rows 32\.\.47\) of .* does not match its completion digest"):
+    with pytest.raises(ValueError, match=r"block 2's 'scores' in .* \(object scores/c/2/0/0/0\) or its 'classes' "
+                                         r"object \(classes/c/2/0/0/0\) does not match the block's completion digest"):
         LabelStore.open(store.url).materialize(tmp_path / "banks", progress=False)
     assert [p for p in os.listdir(tmp_path / "banks") if not p.endswith(".lock")] == []  # no partial bank left
 
@@ -95,7 +97,7 @@ def test_two_processes_materializing_at_once_share_one_intact_bank(tmp_path):
         assert p.returncode == 0, err
         outs.append(out.split())
     assert outs[0] == outs[1]  # the same directory, the same content
-    key = LabelStore.open(big.url).content_hash()
+    key = bank_module.bank_name(LabelStore.open(big.url))
     assert sorted(os.listdir(tmp_path / "banks")) == sorted([key, f".{key}.lock"])  # one bank, no temp left
     bank = LabelBank.open(tmp_path / "banks" / key)
     np.testing.assert_array_equal(bank.scores, big.read(slice(None))[0])
@@ -106,7 +108,7 @@ def test_rename_race_without_locks_keeps_one_copy(store, tmp_path):
     """On file systems without flock, two builders may race: the loser drops its copy and maps the winner's."""
     cache = tmp_path / "banks"
     cache.mkdir()
-    key = store.content_hash()
+    key = bank_module.bank_name(store)
     a = bank_module._build(store, cache / key, key, progress=False)
     b = bank_module._build(store, cache / key, key, progress=False)
     assert a.path == b.path and sorted(os.listdir(cache)) == [key]
@@ -114,7 +116,7 @@ def test_rename_race_without_locks_keeps_one_copy(store, tmp_path):
 
 def test_stale_temp_dirs_of_dead_processes_are_removed(store, tmp_path):
     cache = tmp_path / "banks"
-    key = store.content_hash()
+    key = bank_module.bank_name(store)
     dead = cache / f".{key}.tmp-{fs._host()}-999999999-abcd1234"
     foreign = cache / f".{key}.tmp-otherhost-1-abcd1234"  # another machine's (shared cache): not ours to judge
     for d in (dead, foreign):
@@ -152,13 +154,22 @@ def test_open_errors(store, tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a label bank"):
         LabelBank.open(tmp_path)
     bank = store.materialize(tmp_path / "banks", progress=False)
+    (bank.path / "labels.npy").chmod(0o644)
     np.save(bank.path / "labels.npy", np.zeros(99, np.int32))
-    with pytest.raises(ValueError, match=r"labels.npy holds int32 \(99,\), bank.json says int32 \(100,\): the bank "
-                                         r"is damaged; delete"):
+    with pytest.raises(BankError, match=rf"the bank {bank.path} is damaged: {bank.path}/labels.npy has 524 bytes, "
+                                        r"bank.json records 528 \(truncated or replaced\); LabelStore.materialize\(\) "
+                                        r"rebuilds it"):
         LabelBank.open(bank.path)
+    with pytest.raises(BankError, match=r"labels.npy holds int32 \(99,\), bank.json says int32 \(100,\): the bank "
+                                        r"is damaged; delete"):
+        LabelBank.open(bank.path, check="none")  # the arrays' own check
+    (bank.path / "bank.json").chmod(0o644)
     meta = json.loads((bank.path / "bank.json").read_text())
     (bank.path / "bank.json").write_text(json.dumps(dict(meta, version=7)))
-    with pytest.raises(ValueError, match="version 7; expected 'dali_relabel.bank' version 1"):
+    with pytest.raises(BankError, match="version 7; expected 'dali_relabel.bank' version 2"):
+        LabelBank.open(bank.path)
+    (bank.path / "bank.json").write_text("{not json")
+    with pytest.raises(BankError, match=rf"{bank.path}/bank.json cannot be parsed"):
         LabelBank.open(bank.path)
 
 
@@ -182,3 +193,26 @@ def test_lookup_serves_the_materialized_store(store, tmp_path):
     np.testing.assert_array_equal(scores, want_s)
     np.testing.assert_array_equal(classes, want_c)
     np.testing.assert_array_equal(labels.reshape(-1), store.labels[rows])
+
+
+def test_banks_of_other_bank_versions(store, tmp_path):
+    """Two installs of different versions share /dev/shm. CI once failed 57 tests because an install of the next
+    bank version had built its bank under the same name (the content hash alone): this one refused it as 'version
+    2; expected version 1'. The name now carries the bank version: a newer install's bank of the same store is
+    left alone, an older install's one (an upgrade leftover holding RAM) is removed."""
+    cache = tmp_path / "banks"
+    source = bank_module.store_source(store)
+
+    def fake(version):
+        d = cache / f"{store.content_hash()}.v{version}"
+        d.mkdir(parents=True)
+        (d / "bank.json").write_text(json.dumps({"format": bank_module.BANK_FORMAT, "version": version,
+                                                 "source_id": source}))
+        return d
+
+    newer, older = fake(bank_module.BANK_VERSION + 1), fake(bank_module.BANK_VERSION - 1)
+    bank = store.materialize(cache, progress=False)
+    assert bank.path.name == f"{store.content_hash()}.v{bank_module.BANK_VERSION}"
+    np.testing.assert_array_equal(bank.scores, store.read(slice(None))[0])
+    assert json.loads((newer / "bank.json").read_text())["version"] == bank_module.BANK_VERSION + 1  # untouched
+    assert not older.exists()

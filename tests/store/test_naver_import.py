@@ -12,6 +12,7 @@ from PIL import Image
 
 from dali_relabel import LabelStore
 from dali_relabel.cli import main
+from dali_relabel.errors import InvalidArgument
 from dali_relabel.image_folder import ImageList
 from dali_relabel.store.naver_import import NaverImportError, import_naver
 from dali_relabel.testing.synthetic import synthetic_label_maps
@@ -125,8 +126,8 @@ def test_a_float32_map_in_an_automatically_float16_store_fails(tmp_path):
     torch.save(t, path)
     args = dict(num_classes=C, workers=1, progress=False)
     with pytest.raises(NaverImportError, match=r"n03_5\.pt: holds float32 scores, but the store keeps float16 "
-                                               r"\(chosen from the first map, .*n01_0\.pt, which is float16\): pass "
-                                               r"--scores-dtype float32"):
+                                               r"\(chosen from the first map, .*n01_0\.pt, which is float16\): import "
+                                               r"with scores_dtype='float32'"):
         import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", **args)
     import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "t.zarr", scores_dtype="float16", **args)
     store = LabelStore.open(tmp_path / "t.zarr")
@@ -217,7 +218,7 @@ def test_cli_parallel_workers_and_resume(tmp_path, capsys):
     bad.write_bytes(b"corrupt")
     args = ["import-naver", "--maps", str(tmp_path / "maps"), "--images", str(tmp_path / "train"),
             "--out", str(tmp_path / "s.zarr"), "--num-classes", str(C), "--block-size", "4", "--quiet"]
-    assert main(args + ["--workers", "2"]) == 1
+    assert main(args + ["--workers", "2"]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: cannot be read as a torch tensor" in err and "rerun the same command to resume" in err
     partial = LabelStore.open(tmp_path / "s.zarr")
@@ -235,7 +236,7 @@ def test_missing_pairs_fail_or_are_reported(tmp_path):
     (tmp_path / "maps" / "n01" / "n01_3.pt").unlink()
     (tmp_path / "maps" / "n02" / "n02_extra.pt").write_bytes((tmp_path / "maps" / "n02" / "n02_2.pt").read_bytes())
     with pytest.raises(NaverImportError, match=r"1 images without a map: n01/n01_3.JPEG; 1 maps without an image: "
-                                               r"n02/n02_extra.pt\. .*--allow-missing"):
+                                               r"n02/n02_extra.pt\. .*allow missing pairs \(allow_missing\)"):
         import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=C, progress=False)
     assert not (tmp_path / "s.zarr").exists()  # nothing written before the check
     report = import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=C,
@@ -259,7 +260,8 @@ def _bad_map(tmp_path, tensor):
     ("shape", r"tensor of shape \[3, 3, 6, 4\], expected \[2, K, H, W\]"),
     ("other_shape", r"shape \[2, 3, 5, 4\] differs from the first map's \[2, 3, 6, 4\]"),
     ("nan", r"score nan at \[k, i, j\] = \[1, 2, 3\] is not finite"),
-    ("class_range", r"class index 30.0 at \[k, i, j\] = \[0, 0, 0\] is not an integer in \[0, 30\).*--num-classes"),
+    ("class_range", r"class index 30.0 at \[k, i, j\] = \[0, 0, 0\] is not an integer in \[0, 30\).*check the "
+                    r"number of classes"),
     ("class_fraction", r"class index 2.5 .* is not an integer"),
     ("duplicate", r"cell \(y=1, x=1\) lists a class twice"),
     ("int_dtype", r"dtype torch.int64, expected float32 or float16"),
@@ -293,5 +295,5 @@ def test_bad_maps_fail_naming_the_file(tmp_path, case, pattern):
 
 def test_too_few_classes(tmp_path):
     make_release(tmp_path)
-    with pytest.raises(NaverImportError, match="has 3 class folders but num_classes is 2"):
+    with pytest.raises(InvalidArgument, match="num_classes=2: is below the 3 class folders of"):
         import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=2, progress=False)

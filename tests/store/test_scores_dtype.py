@@ -61,7 +61,8 @@ def test_float16_default_is_the_format_it_always_was(tmp_path):
     assert got.dtype == np.float16
     np.testing.assert_array_equal(got, s32.astype(np.float16))  # rounded to nearest, as before
     g = zarr.open_group(tmp_path / "s.zarr", mode="r")
-    assert g["scores"].dtype == np.float16 and g.attrs["format_version"] == 1
+    # Version 2 since stores carry their identity (docs/FORMAT.md); the data are float16 as they always were.
+    assert g["scores"].dtype == np.float16 and g.attrs["format_version"] == 2
 
 
 def test_a_store_written_before_the_choice_existed_reads_as_float16(tmp_path):
@@ -108,7 +109,7 @@ def test_float32_store_and_float16_store_are_different_stores(tmp_path):
     with pytest.raises(ValueError, match=r"differs in scores_dtype \(scores_dtype: existing 'float16', requested "
                                          r"'float32'\)"):
         create_store(tmp_path / "a.zarr", n=20, block_size=16, scores_dtype="float32", exist_ok=True)
-    with pytest.raises(ValueError, match=r"scores_dtype must be one of \['float16', 'float32'\], got 'bfloat16'"):
+    with pytest.raises(ValueError, match=r"scores_dtype='bfloat16': must be one of \['float16', 'float32'\]"):
         create_store(tmp_path / "b.zarr", n=20, scores_dtype="bfloat16")
 
 
@@ -116,7 +117,7 @@ def test_inconsistent_metadata_is_refused(tmp_path):
     fill(create_store(tmp_path / "s.zarr", n=20, block_size=16))
     g = zarr.open_group(tmp_path / "s.zarr", mode="r+")
     g.attrs["scores_dtype"] = "float32"
-    with pytest.raises(ValueError, match=r"says scores_dtype='float32' \(format version 1\) but its scores array is "
+    with pytest.raises(ValueError, match=r"says scores_dtype='float32' \(format version 2\) but its scores array is "
                                          r"float16: the store's metadata is inconsistent"):
         LabelStore.open(tmp_path / "s.zarr")
     store, _, _ = write_float32_store(tmp_path / "f.zarr")

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "lookup/mapping_guard.h"
 #include "util/errors.h"
 
 namespace dali_relabel {
@@ -224,11 +225,13 @@ MappedFile::MappedFile(const char *op, const std::string &path) : path_(path) {
       Fail(op, path, ": cannot memory-map ", size_, " bytes (", std::strerror(err), ").");
     }
     data_ = static_cast<const unsigned char *>(p);
+    RegisterMapping(data_, size_, path_);  // a SIGBUS in it (the file shrunk) is reported naming the file
   }
   ::close(fd);  // the mapping stays valid without the descriptor
 }
 
 MappedFile::~MappedFile() {
+  UnregisterMapping(data_);
   if (data_) munmap(const_cast<unsigned char *>(data_), size_);
 }
 

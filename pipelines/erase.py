@@ -81,9 +81,8 @@ def random_erase(images, *, prob: float, mode: str, max_count: int, size: tuple[
         size = fn.cast(shape, dtype=types.INT32)
         dims = fn.stack(size[0], size[1], 3) if channels_last else fn.stack(3 + 0 * size[0], size[0], size[1])
         noise = fn.random.normal(shape=dims, seed=seed(3 + 10 * r), device=device)
-        placed = fn.slice(noise, start=fn.cast(-anchor, dtype=types.INT32), shape=[height, width], axes=[0, 1] if channels_last else [1, 2],
-                          out_of_bounds_policy="pad",
-                          fill_values=0.0)
+        placed = fn.slice(noise, start=fn.cast(-anchor, dtype=types.INT32), shape=[height, width],
+                          axes=[0, 1] if channels_last else [1, 2], out_of_bounds_policy="pad", fill_values=0.0)
         values = fn.erase(values, anchor=anchor, shape=shape, axis_names="HW", fill_value=0.0) + placed
     return fn.cast_like(values, images)
 

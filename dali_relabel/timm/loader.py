@@ -129,7 +129,8 @@ def _refuse_unsupported(is_training: bool, given: dict, **other) -> None:
         raise ValueError(f"create_loader: {name}={given.get(name, other.get(name))!r} is not supported: {why}")
 
     if not is_training:
-        changed = [k for k, v in given.items() if v != _TRAINING_DEFAULTS[k] and not (k == "color_jitter" and v is None)]
+        changed = [k for k, v in given.items()
+                   if v != _TRAINING_DEFAULTS[k] and not (k == "color_jitter" and v is None)]
         if changed:
             raise ValueError(f"create_loader(is_training=False): {', '.join(changed)} only apply to training (timm "
                              f"ignores them for evaluation); leave them out of the evaluation loader's call")

@@ -39,7 +39,8 @@ class Mixup(ReLabelMix):
         prob: probability that a batch is mixed. switch_prob: with both on, probability of CutMix.
         mode: "batch" only (one λ per batch); timm's "pair" and "elem" are refused.
         correct_lam: λ from the pasted box after clipping (timm's default).
-        label_smoothing: ``t · (1 − s) + s / C`` (timm's default 0.1); with ``multi_label``, ``t · (1 − s) + s / 2``.
+        label_smoothing: ``t · (1 − s) + s / C`` (timm's default 0.1); with ``multi_label``,
+            ``t · (1 − s) + s / 2``.
         num_classes: C; the targets must be [B, C] (or [B] hard labels, one-hot encoded as timm does).
         multi_label: timm's multi-label (BCE) targets: smoothing towards 0.5.
         policy, bank, temperature, transpose_box, bank_memory, seed: :class:`ReLabelMix`'s (``policy="area"`` by

@@ -81,7 +81,8 @@ def test_soft_targets_mix_like_hard_ones():
 
 
 def test_minmax_boxes_are_drawn_as_timms():
-    """cutmix_minmax: box sides uniform in [min, max) of the image side, λ = 1 − box area (timm's rand_bbox_minmax)."""
+    """cutmix_minmax: box sides uniform in [min, max) of the image side, λ = 1 − box area (timm's
+    rand_bbox_minmax)."""
     mix = Mixup(mixup_alpha=0.0, cutmix_minmax=(0.3, 0.7), num_classes=C, seed=0)
     ours = [mix.sample(B, 64, 80) for _ in range(1500)]
     np.random.seed(0)

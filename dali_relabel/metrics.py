@@ -163,8 +163,25 @@ class ReaLAccuracy:
                            f"({VAL_FILE_PATTERN.format(1)} … {VAL_FILE_PATTERN.format(len(self.real_labels))})") \
                 from None
 
-    def update(self, logits: torch.Tensor, keys: Sequence[str], *, valid=None) -> None:
-        """Adds a batch.
+    def label_mask(self, keys: Sequence[str], num_classes: int) -> torch.Tensor:
+        """The label sets of ``keys`` as a [B, num_classes] bool tensor (row i: the classes of image i; an empty
+        set: a row of False), what ``ReLabelValLoader(..., real_labels=...)`` yields as its ``real`` output.
+
+        Raises:
+            KeyError: an image without ReaL labels. ValueError: a class index >= ``num_classes`` (named).
+        """
+        mask = torch.zeros(len(keys), num_classes, dtype=torch.bool)
+        for i, key in enumerate(keys):
+            labels = self.label_set(key)
+            if labels and max(labels) >= num_classes:
+                raise ValueError(f"{key!r}: ReaL class {max(labels)} is beyond the {num_classes} classes; the "
+                                 f"labels are ImageNet's 1000 class indices (sorted synset folders)")
+            mask[i, list(labels)] = True
+        return mask
+
+    def update(self, logits: torch.Tensor, keys: Sequence[str] | None = None, *, valid=None,
+               label_mask: torch.Tensor | None = None) -> None:
+        """Adds a batch, its label sets given by the images' ``keys`` or as a ``label_mask``.
 
         Args:
             logits: [B, C] scores.
@@ -172,14 +189,28 @@ class ReaLAccuracy:
                 samples' only, the first ``len(keys)`` rows of ``logits``.
             valid: which samples count: a [B] bool mask (the loaders' ``valid`` output) or an int (the first
                 ``valid``); None: all.
+            label_mask: instead of ``keys``, [B, C] bool: the label sets (the validation loader's ``real``
+                output, :meth:`label_mask`).
         """
+        if (keys is None) == (label_mask is None):
+            raise TypeError("ReaLAccuracy.update: give the images' keys or their label_mask (one of the two)")
+        if label_mask is not None:
+            label_mask = torch.as_tensor(label_mask)
+            if label_mask.dtype != torch.bool or label_mask.ndim != 2 or label_mask.shape[0] != logits.shape[0]:
+                raise ValueError(f"ReaLAccuracy.update: label_mask must be [{logits.shape[0]}, C] bool (the "
+                                 f"loader's 'real' output), got {label_mask.dtype} {tuple(label_mask.shape)}")
+            keys = range(logits.shape[0])
         if valid is not None:
             keep = _valid_rows(valid, logits.shape[0])
             if len(keys) != logits.shape[0]:
                 raise ValueError(f"ReaLAccuracy.update: with valid=, give all {logits.shape[0]} keys (got {len(keys)})")
             logits = logits[keep.to(logits.device)]
             keys = [k for k, v in zip(keys, keep.tolist()) if v]
-        sets = [self.label_set(k) for k in keys]
+        if label_mask is not None:
+            rows = label_mask.cpu()
+            sets = [frozenset(torch.nonzero(rows[i]).flatten().tolist()) for i in keys]
+        else:
+            sets = [self.label_set(k) for k in keys]
         pred = _topk_classes(logits[:len(sets)], max(self.topk)).cpu().numpy()
         for row, labels in zip(pred, sets):
             if not labels:
@@ -206,6 +237,16 @@ class ReaLAccuracy:
         out = {f"real_top{k}": 100.0 * self.correct[k] / self.count if self.count else float("nan")
                for k in self.topk}
         return {**out, "real_images": self.count, "real_excluded": self.excluded}
+
+
+def as_real_accuracy(real_labels, topk: Sequence[int] = (1,)) -> ReaLAccuracy:
+    """A :class:`ReaLAccuracy` from a ``real.json`` path, a mapping file name → classes, ``"timm"`` (the copy timm
+    ships) or a ``ReaLAccuracy`` (returned as is)."""
+    if isinstance(real_labels, ReaLAccuracy):
+        return real_labels
+    if isinstance(real_labels, str) and real_labels == "timm":
+        return ReaLAccuracy.from_timm(topk)
+    return ReaLAccuracy(real_labels, topk)
 
 
 def _file_name(key: str) -> str:
@@ -253,4 +294,5 @@ def real_accuracy(logits: torch.Tensor | np.ndarray, keys: Sequence[str],
     return metric.compute()
 
 
-__all__ = ["ReaLAccuracy", "TopKAccuracy", "VAL_FILE_PATTERN", "load_real_labels", "real_accuracy"]
+__all__ = ["ReaLAccuracy", "TopKAccuracy", "VAL_FILE_PATTERN", "as_real_accuracy", "load_real_labels",
+           "real_accuracy"]

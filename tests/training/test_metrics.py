@@ -157,3 +157,54 @@ def test_all_reduce_sums_ranks(tmp_path):
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(path), out), nprocs=2, join=True)
     assert json.loads(open(out).read()) == real_accuracy(logits, keys, path)
+
+
+def test_label_mask_gives_the_same_accuracy_as_keys(tmp_path):
+    """label_mask(keys) holds each image's set (brute force), and update(label_mask=...) counts as update(keys)."""
+    path, sets, logits, keys = synthetic_real(tmp_path, n=120)
+    real = ReaLAccuracy(path, topk=(1, 5))
+    mask = real.label_mask(keys, 20)
+    assert mask.dtype == torch.bool and mask.shape == (120, 20)
+    assert [sorted(torch.nonzero(row).flatten().tolist()) for row in mask] == sets
+    valid = torch.rand(120, generator=torch.Generator().manual_seed(0)) > 0.1
+    by_mask = ReaLAccuracy(path, topk=(1, 5))
+    by_mask.update(logits, label_mask=mask, valid=valid)
+    real.update(logits, keys, valid=valid)
+    assert by_mask.compute() == real.compute() and real.count > 0
+    with pytest.raises(ValueError, match=r"ILSVRC2012_val_00000001.JPEG.: ReaL class 12 is beyond the 10 classes"):
+        real.label_mask(keys, 10)
+    with pytest.raises(TypeError, match="give the images' keys or their label_mask"):
+        real.update(logits, keys, label_mask=mask)
+    with pytest.raises(ValueError, match=r"label_mask must be \[120, C\] bool"):
+        real.update(logits, label_mask=mask.float())
+
+
+@pytest.mark.filterwarnings("ignore:2 class folders hold no images")
+def test_val_loader_yields_the_real_label_sets(tmp_path):
+    """ReLabelValLoader(real_labels=...): the 'real' output is each image's set, in batch order with the keys;
+    images without ReaL labels are refused at construction."""
+    from example_util import imagenet_style_val
+
+    from dali_relabel import ReLabelValLoader
+    from dali_relabel.testing.demo_dataset import build_demo_dataset
+
+    demo = build_demo_dataset(tmp_path / "demo", num_images=12, height=48, width=48, progress=False)
+    truth = imagenet_style_val(demo, tmp_path / "imagenet")
+    c = len(demo.class_names)
+    sets = [sorted({t, (t + n) % c}) if n % 3 else [] for n, t in enumerate(truth)]
+    real_json = tmp_path / "real.json"
+    real_json.write_text(json.dumps(sets))
+    loader = ReLabelValLoader(tmp_path / "imagenet" / "val", None, 5, device="cpu", num_threads=1, crop_size=32,
+                              outputs=("keys", "real", "valid"), real_labels=str(real_json))
+    seen = {}
+    for keys, real, valid in loader:
+        assert real.dtype == torch.bool and real.shape == (len(keys), c)
+        for key, row in zip(keys, real):
+            seen[os.path.basename(key)] = sorted(torch.nonzero(row).flatten().tolist())
+    assert seen == {VAL_FILE_PATTERN.format(n + 1): s for n, s in enumerate(sets)}
+    real_json.write_text(json.dumps(sets[:-1]))
+    with pytest.raises(KeyError, match="1 of 12 images have no ReaL labels"):
+        ReLabelValLoader(tmp_path / "imagenet" / "val", None, 5, device="cpu", outputs=("real",),
+                         real_labels=str(real_json))
+    with pytest.raises(ValueError, match="the 'real' output and real_labels= .* go together: give real_labels="):
+        ReLabelValLoader(tmp_path / "imagenet" / "val", None, 5, device="cpu", outputs=("images", "real"))

@@ -27,6 +27,16 @@ def test_every_timm_argument_is_accepted_with_timms_default():
             assert ours[name].default == p.default, name     # (device: None = auto; img_dtype: None = float32)
 
 
+def test_the_docs_table_is_timm_arguments():
+    """docs/TIMM.md's argument table says for each of timm's arguments what TIMM_ARGUMENTS says (one source)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "TIMM.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", text, re.M))
+    assert table == TIMM_ARGUMENTS
+
+
 REFUSED = [
     (dict(no_aug=True), "no_aug=True is not supported"),
     (dict(re_split=True), "re_split=True is not supported: augmentation splits"),

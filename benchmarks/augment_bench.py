@@ -19,6 +19,7 @@ the noise the two do the same work.)
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -92,16 +93,21 @@ def measure(args, epochs: int, work: Path) -> int:
         for _ in run():
             pass
     rates = {name: [] for name in runners}
+    load_before = os.getloadavg()
     for _ in range(epochs):
         for name, run in runners.items():
             rates[name].append(steady_rate(run(), SKIP_BATCHES, sync))
+    load_after = os.getloadavg()
     rows = [{"method": name, "img_per_s": statistics.median(r), "runs": r} for name, r in rates.items()]
     for r in rows:
         for ref in ("relabel", "timm_pil"):
             r[f"vs_{ref}"] = statistics.median(a / b for a, b in zip(rates[r["method"]], rates[ref]))
     config = {"device": args.device, "batch": args.batch, "threads_or_workers": args.threads,
               "images": data.num_images, "image_size": list(data.image_size), "crop": 224, "epochs": epochs,
-              "recipe": RECIPE, "timing": f"steady state: each epoch timed after its first {SKIP_BATCHES} batches"}
+              "recipe": RECIPE, "timing": f"steady state: each epoch timed after its first {SKIP_BATCHES} batches",
+              # the machine may be shared: its 1/5/15-minute load averages before and after the measured epochs
+              "load_average_before": list(load_before), "load_average_after": list(load_after),
+              "cores": os.cpu_count()}
     path = write_result("augment_bench", {"device": args.device, "config": config, "rows": rows}, args.json)
     print(markdown_table(rows, [("method", "method", ""), ("img_per_s", "img/s", ".0f"),
                                 ("vs_relabel", "÷ relabel", ".2f"), ("vs_timm_pil", "÷ timm_pil", ".2f")]))

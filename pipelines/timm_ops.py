@@ -91,15 +91,17 @@ def _affine(images, coefficients, ctx: OpContext):
 
     ``coefficients``: the six per-sample float32 scalars. DALI's warp with ``inverse_map`` takes the same
     destination → source matrix, in the same coordinates (origin at the image's corner, pixel centres at +0.5).
-    Areas from outside the image get ``ctx.fill``: the image is shifted by -fill in int16, warped with fill 0 and
-    shifted back (DALI's warp fills with one value for all channels).
+    Areas from outside the image get ``ctx.fill``: the image is framed by one pixel of the fill colour (a padded
+    slice) and warped without a fill value, so that source positions outside the frame are clamped to it (DALI's
+    warp fills with one value for all channels; this is one copy and a uint8 warp, where shifting the image by
+    the fill colour in int16 took four passes of arithmetic more: 3× slower on the CPU).
     """
-    matrix = fn.reshape(fn.stack(*coefficients), shape=[2, 3])
-    fill = types.Constant(np.asarray(ctx.fill, np.int16), device=ctx.device)
-    shifted = fn.cast(images, dtype=types.INT16) - fill
-    warped = fn.warp_affine(shifted, matrix=matrix, fill_value=0.0, interp_type=types.INTERP_LINEAR,
-                            inverse_map=True)
-    return fn.cast(dmath.clamp(warped + fill, 0, 255), dtype=types.UINT8)
+    a, b, c, d, e, f = coefficients
+    matrix = fn.reshape(fn.stack(a, b, c + 1.0, d, e, f + 1.0), shape=[2, 3])      # (the frame: +1 pixel)
+    h, w = ctx.size
+    framed = fn.slice(fn.reshape(images, layout="HWC"), start=[-1, -1], shape=[h + 2, w + 2], axes=[0, 1],
+                      out_of_bounds_policy="pad", fill_values=[float(v) for v in ctx.fill])
+    return fn.warp_affine(framed, matrix=matrix, size=[h, w], interp_type=types.INTERP_LINEAR, inverse_map=True)
 
 
 @do_not_convert

@@ -265,36 +265,37 @@ def _posterize(offset: float, increasing: bool):
     return posterize
 
 
-@do_not_convert
-def _where(mask, where_true, where_false):
-    """``where_true`` where ``mask`` else ``where_false`` (uint8 images, bool mask)."""
-    keep = fn.cast(mask, dtype=types.UINT8)
-    return fn.cast(keep * where_true + (keep ^ 1) * where_false, dtype=types.UINT8)
-
-
 def _solarize(increasing: bool):
-    """timm: threshold = min(256, int(M/10 · 256)) (256 − that when increasing); PIL inverts pixels >= it."""
+    """timm: threshold = min(256, int(M/10 · 256)) (256 − that when increasing); PIL inverts pixels >= it.
+    (255 − x = x XOR 255 on uint8: one XOR with 255 where x >= threshold, 0 elsewhere.)"""
     @do_not_convert
     def solarize(images, magnitude, negate, rand, ctx: OpContext):
         threshold = dmath.min(dmath.floor(_level(magnitude) * 256.0), 256.0)
         if increasing:
             threshold = 256.0 - threshold
-        keep = fn.cast(images, dtype=types.INT32) < _on(ctx, fn.cast(threshold, dtype=types.INT32))
-        return _where(keep, images, invert(images, None, None, None, ctx))
+        flip = (images >= _on(ctx, fn.cast(threshold, dtype=types.INT32))) * _on(ctx, _U8_255(threshold))
+        return images ^ flip
     return solarize
 
 
 @do_not_convert
+def _U8_255(like):
+    """A per-sample uint8 255 (made from a per-sample value: no constant to split per branch)."""
+    return fn.cast(like * 0.0 + 255.0, dtype=types.UINT8)
+
+
+@do_not_convert
 def solarize_add(images, magnitude, negate, rand, ctx: OpContext):
-    """timm: add = min(128, int(M/10 · 110)); pixels below 128 get min(255, pixel + add)."""
-    add = _on(ctx, fn.cast(dmath.min(dmath.floor(_level(magnitude) * 110.0), 128.0), dtype=types.INT32))
-    raised = fn.cast(dmath.min(fn.cast(images, dtype=types.INT32) + add, 255), dtype=types.UINT8)
-    return _where(images < 128, raised, images)
+    """timm: add = min(128, int(M/10 · 110)); pixels below 128 get min(255, pixel + add) (= pixel + add: at
+    most 127 + 128, so uint8 arithmetic without a clamp)."""
+    add = _on(ctx, fn.cast(dmath.min(dmath.floor(_level(magnitude) * 110.0), 128.0), dtype=types.UINT8))
+    return images + (images < 128) * add
 
 
 @do_not_convert
 def invert(images, magnitude, negate, rand, ctx: OpContext):
-    return fn.cast(255 - images, dtype=types.UINT8)
+    """255 − x, as uint8 XOR 255."""
+    return images ^ types.Constant(np.uint8(255), device=ctx.device)
 
 
 @do_not_convert

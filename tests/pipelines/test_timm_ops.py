@@ -30,6 +30,7 @@ def run(name: str, rand: float = 0.3, arithmetic: bool = False):
     mp = pytest.MonkeyPatch()
     todo = cases(rand)
     ours = dali_op(name, *zip(*todo), arithmetic=arithmetic)
+    assert all(o.dtype == np.uint8 and o.shape == t[0].shape for o, t in zip(ours, todo)), name
     return [(image, out, timm_op(name, image, m, bool(n), r, mp), timm_op(name, image, m, not n, r, mp))
             for (image, m, n, r), out in zip(todo, ours)]
 

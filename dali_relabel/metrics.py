@@ -250,7 +250,10 @@ def as_real_accuracy(real_labels, topk: Sequence[int] = (1,)) -> ReaLAccuracy:
 
 
 def _file_name(key: str) -> str:
-    return PurePosixPath(str(key).replace(os.sep, "/")).name
+    """The validation file name of a key: its last path component; a webdataset ``__key__`` has no extension
+    (``val/n01440764/ILSVRC2012_val_00000001``): ImageNet's ``.JPEG`` is added."""
+    name = PurePosixPath(str(key).replace(os.sep, "/")).name
+    return name if PurePosixPath(name).suffix else name + ".JPEG"
 
 
 def _valid_rows(valid, n: int) -> torch.Tensor:

@@ -101,6 +101,8 @@ def test_check_keys_fails_before_evaluating(tmp_path):
     path, *_ = synthetic_real(tmp_path, n=5)
     real = ReaLAccuracy(path)
     real.check_keys([f"n01/{VAL_FILE_PATTERN.format(i)}" for i in (1, 5)])
+    real.check_keys(["n01/ILSVRC2012_val_00000003"])             # a webdataset __key__: no extension
+    assert real.label_set("n01/ILSVRC2012_val_00000003") == real.label_set(VAL_FILE_PATTERN.format(3))
     with pytest.raises(KeyError, match=r"2 of 3 images have no ReaL labels \(e.g. n01/ILSVRC2012_val_00000006.JPEG, "
                                        r"train/cat.jpg\)"):
         real.check_keys([f"n01/{VAL_FILE_PATTERN.format(6)}", "train/cat.jpg", VAL_FILE_PATTERN.format(2)])

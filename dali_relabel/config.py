@@ -28,6 +28,7 @@ import numbers
 import warnings
 from typing import Any, Mapping
 
+from .augment_spec import ERASE_MODES, color_jitter_factors, parse_auto_augment
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # Output image dtypes, by canonical name; the aliases are torch's names for the same types.
@@ -36,6 +37,8 @@ _DTYPE_ALIASES = {"float": "float32", "half": "float16"}
 MEMORY_FORMATS = ("contiguous", "channels_last")
 # Resampling filters, by the names torchvision and timm use (DALI's INTERP_* in pipelines/image.py).
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "triangular")
+# Training crops may also draw bilinear or bicubic per image (timm's "random", its train.py default).
+TRAIN_INTERPOLATIONS = (*INTERPOLATIONS, "random")
 LABEL_TYPES = ("localized_multi", "localized_single", "global_multi", "global_single")
 BANK_MEMORY = ("device", "host")
 # How crops are resampled: Pillow's exact arithmetic (fn.relabel.resized_crop, CPU) or DALI's fn.resize.
@@ -164,9 +167,11 @@ class ImageConfig:
     dtype: str = "float32"
     memory_format: str = "contiguous"
 
+    INTERPOLATIONS = INTERPOLATIONS   # (a class constant, not a field)
+
     def __post_init__(self):
         self._set("crop_size", check_int("crop_size", self.crop_size, low=1))
-        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("interpolation", self.interpolation, self.INTERPOLATIONS)
         mean, std = _normalization(self.mean, self.std)
         self._set("mean", mean)
         self._set("std", std)
@@ -193,7 +198,8 @@ class ImageConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig(ImageConfig):
-    """Training images: random-resized-crops of each image, flipped with ``flip_prob``, resized to ``crop_size``.
+    """Training images: random-resized-crops of each image, flipped with ``flip_prob``, resized to ``crop_size``,
+    then (all off by default) timm's augmentations, in timm's order (docs/TIMM.md).
 
     Attributes:
         area: range of the crop's area as a fraction of the image's, ``0 < min <= max <= 1``.
@@ -206,7 +212,21 @@ class AugmentConfig(ImageConfig):
             the crops equal torchvision's RandomResizedCrop + flip + ToTensor + Normalize of the same image bit for
             bit; CPU pipelines only, and there ~5x faster than DALI's resize), "dali" (DALI's ``fn.resize``, linear
             filters antialiased, + ``crop_mirror_normalize``), or "auto" (default: "pillow" on the CPU, "dali" on
-            the GPU).
+            the GPU or with timm's augmentations, which need ``crops_per_image=1`` for now).
+        interpolation: as for :class:`ImageConfig`, or "random": bilinear or bicubic per image (timm's "random").
+        auto_augment: a timm RandAugment / AutoAugment string (``"rand-m9-mstd0.5-inc1"``, ``"original"``, ...;
+            needs timm), or None. Applied to the resized crop; the target stays the crop box's.
+        color_jitter: torchvision's ColorJitter strength, a number (brightness = contrast = saturation) or
+            (brightness, contrast, saturation[, hue = 0]); None or 0: off. Applied in a random order per image.
+        color_jitter_prob: apply the colour jitter to an image with this probability (None: always).
+        grayscale_prob: probability of converting an image to grayscale (torchvision's RandomGrayscale).
+        blur_prob: probability of a Gaussian blur, 23-pixel kernel, sigma uniform in [0.1, 2] (timm's
+            ``gaussian_blur_prob``).
+        erase_prob: probability of random erasing (timm's ``re_prob``), after normalization.
+        erase_mode: erased pixels: "const" (0 after normalization: the mean colour), "rand" (one N(0, 1) value per
+            channel and region) or "pixel" (N(0, 1) per pixel) — timm's ``re_mode``.
+        erase_count: up to this many erased regions per image (the count uniform in 1..erase_count; timm's
+            ``re_count``).
         (and the output settings of :class:`ImageConfig`)
     """
 
@@ -215,23 +235,61 @@ class AugmentConfig(ImageConfig):
     flip_prob: float = 0.5
     crops_per_image: int = 1
     resampler: str = "auto"
+    auto_augment: str | None = None
+    color_jitter: float | tuple[float, ...] | None = None
+    color_jitter_prob: float | None = None
+    grayscale_prob: float = 0.0
+    blur_prob: float = 0.0
+    erase_prob: float = 0.0
+    erase_mode: str = "const"
+    erase_count: int = 1
+
+    INTERPOLATIONS = TRAIN_INTERPOLATIONS
 
     def __post_init__(self):
         super().__post_init__()
         self._set("area", check_range("area", self.area, low=0.0, high=1.0, what="0 < min <= max <= 1"))
         self._set("aspect", check_range("aspect", self.aspect, low=0.0, high=None, what="0 < min <= max"))
         self._set("flip_prob", check_float("flip_prob", self.flip_prob, low=0.0, high=1.0))
+        if self.auto_augment is not None:
+            parse_auto_augment(self.auto_augment)
+        self._set("color_jitter", color_jitter_factors(self.color_jitter))
+        if self.color_jitter_prob is not None:
+            self._set("color_jitter_prob", check_float("color_jitter_prob", self.color_jitter_prob, low=0.0,
+                                                       high=1.0))
+        for name in ("grayscale_prob", "blur_prob", "erase_prob"):
+            self._set(name, check_float(name, getattr(self, name), low=0.0, high=1.0))
         self._set("crops_per_image", check_int("crops_per_image", self.crops_per_image, low=1))
         check_choice("resampler", self.resampler, RESAMPLERS)
+        check_choice("erase_mode", self.erase_mode, ERASE_MODES)
+        self._set("erase_count", check_int("erase_count", self.erase_count, low=1))
+        if self.crops_per_image > 1 or self.resampler == "pillow":
+            timm = self.timm_augmentations()
+            if timm:
+                raise ValueError(f"crops_per_image={self.crops_per_image}, resampler={self.resampler!r} with timm's "
+                                 f"augmentations ({', '.join(timm)}) is not supported yet: those run on one DALI-resized "
+                                 f"crop per image; use crops_per_image=1 and resampler='auto' or 'dali' with them")
+
+    def timm_augmentations(self) -> list[str]:
+        """The names of timm's augmentations this config turns on (none by default)."""
+        on = {"interpolation='random'": self.interpolation == "random", "auto_augment": bool(self.auto_augment),
+              "color_jitter": bool(self.color_jitter), "grayscale_prob": self.grayscale_prob > 0,
+              "blur_prob": self.blur_prob > 0, "erase_prob": self.erase_prob > 0}
+        return [name for name, value in on.items() if value]
 
     def resampler_for(self, device: str) -> str:
         """"pillow" or "dali" on ``device`` ("cpu" or "gpu"); "pillow" on the GPU is refused."""
-        if self.resampler == "auto":
-            return "pillow" if device == "cpu" else "dali"
+        if self.resampler == "auto":   # timm's augmentations run on a DALI-resized crop
+            return "pillow" if device == "cpu" and not self.timm_augmentations() else "dali"
         if self.resampler == "pillow" and device != "cpu":
             raise ValueError("resampler='pillow' (fn.relabel.resized_crop) runs on the CPU only; use resampler='dali' "
                              "or 'auto' with device='gpu'")
         return self.resampler
+
+    @property
+    def auto_augment_spec(self):
+        """The parsed ``auto_augment`` (``augment_spec.AutoAugmentSpec``), or None."""
+        return None if self.auto_augment is None else parse_auto_augment(self.auto_augment)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,5 +392,6 @@ def split_settings(owner: str, settings: Mapping[str, Any], configs: Mapping[str
 
 
 __all__ = ["AugmentConfig", "BANK_MEMORY", "DTYPES", "EvalConfig", "INTERPOLATIONS", "ImageConfig", "LABEL_TYPES",
-           "MEMORY_FORMATS", "RESAMPLERS", "TargetConfig", "canonical_dtype", "canonical_memory_format", "check_bool",
+           "MEMORY_FORMATS", "RESAMPLERS", "TRAIN_INTERPOLATIONS", "TargetConfig", "canonical_dtype",
+           "canonical_memory_format", "check_bool",
            "check_choice", "check_float", "check_int", "check_range", "split_settings"]

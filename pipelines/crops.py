@@ -46,12 +46,12 @@ from .image import dali_resized_crops, decode, decode_window, normalize, resize_
 
 def crop_stream(k: int) -> int:
     """Operator id of crop ``k``'s window generator (crop 0: the single-crop pipeline's)."""
-    return 1 if k == 0 else 100 + 2 * k
+    return 1 if k == 0 else 1000 + 2 * k     # (3..399: the timm augmentations' streams, pipelines/augment.py)
 
 
 def flip_stream(k: int) -> int:
     """Operator id of crop ``k``'s flip generator (crop 0: the single-crop pipeline's)."""
-    return 2 if k == 0 else 101 + 2 * k
+    return 2 if k == 0 else 1001 + 2 * k
 
 
 @dataclasses.dataclass(frozen=True)

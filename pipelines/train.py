@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import warnings
 
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import fn, pipeline_def, types
 
 from dali_relabel.config import AugmentConfig, TargetConfig, check_choice, split_settings
 from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
 from dali_relabel.ops import load_plugin
 from dali_relabel.store.bank import LabelBank
 
-from .crops import random_resized_crops
+from .augment import augment_crops, crop_interpolation, erase_crops, needs_conditionals
+from .crop import random_resized_crop_box
+from .crops import TrainCrops, random_resized_crops
+from .image import decode_window, normalize, resize_square
 from .reader import READER_NAME, FileReader, split_pipeline_args
 from .targets import as_bank, relabel_targets
 
@@ -73,6 +76,8 @@ def relabel_train_pipeline(*, reader: FileReader | None = None, bank: LabelBank 
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {TRAIN_OUTPUTS}")
     if bank is None and {"targets", "labels"} & set(outputs):
         raise ValueError("the targets and labels outputs need a label bank (bank=...)")
+    if needs_conditionals(augment):   # per-sample op choices (RandAugment, colour jitter order, ...)
+        pipeline_args["enable_conditionals"] = True
     return _train_graph(reader=reader, bank=None if bank is None else as_bank(bank), augment=augment,
                         target_config=target_config, device=device, outputs=tuple(outputs), missing=missing,
                         check_images=check_images, augment_seed=augment_seed, **pipeline_args)
@@ -85,7 +90,23 @@ def _train_graph(*, reader: FileReader, bank: LabelBank | None, augment: Augment
     if check_images:
         load_plugin()
         jpegs = fn.relabel.check_image(jpegs)
-    crops = random_resized_crops(jpegs, augment, device=device, seed_of=lambda op: _op_seed(augment_seed, op))
+
+    def seed(stream: int) -> int:
+        return _op_seed(augment_seed, stream)
+
+    if augment.timm_augmentations():
+        # timm's augmentations (one crop per image: AugmentConfig refuses more) on the DALI-resized crop.
+        anchor, shape, rel_start, rel_end = random_resized_crop_box(jpegs, area=augment.area, aspect=augment.aspect,
+                                                                    seed=seed(1))
+        images = resize_square(decode_window(jpegs, anchor, shape, device=device), augment,
+                               interp=crop_interpolation(augment, seed))
+        images = augment_crops(images, augment, device=device, seed=seed)
+        mirror = fn.random.coin_flip(probability=augment.flip_prob, seed=seed(2))
+        images = erase_crops(normalize(images, augment, mirror=mirror), augment, device=device, seed=seed)
+        crops = TrainCrops(images=images, rel_starts=(rel_start,), rel_ends=(rel_end,),
+                           flips=(fn.cast(mirror, dtype=types.INT32),))
+    else:
+        crops = random_resized_crops(jpegs, augment, device=device, seed_of=seed)
     named = {"images": lambda: crops.images, "rows": lambda: fn.reshape(rows, shape=[]), "boxes": crops.boxes,
              "mirror": crops.mirror}
     if {"targets", "labels"} & set(outputs):

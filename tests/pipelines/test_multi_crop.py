@@ -117,6 +117,13 @@ def test_settings_are_checked(served):
                                reader=FileReader(str(demo.images), file_list=listing),
                                augment=AugmentConfig(resampler="pillow"))
     assert AugmentConfig().resampler_for("cpu") == "pillow" and AugmentConfig().resampler_for("gpu") == "dali"
+    # timm's augmentations run on one DALI-resized crop: several crops, or the exact resampler, are refused with them
+    with pytest.raises(ValueError, match=r"crops_per_image=2, resampler='auto' with timm's augmentations "
+                                         r"\(color_jitter, erase_prob\) is not supported yet"):
+        AugmentConfig(crops_per_image=2, color_jitter=0.4, erase_prob=0.25)
+    with pytest.raises(ValueError, match=r"resampler='pillow' with timm's augmentations \(interpolation='random'\)"):
+        AugmentConfig(resampler="pillow", interpolation="random")
+    assert AugmentConfig(color_jitter=0.4).resampler_for("cpu") == "dali"
 
 
 def test_relabel_targets_box_sequences_must_match(served):

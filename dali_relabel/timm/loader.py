@@ -147,7 +147,9 @@ def _refuse_unsupported(is_training: bool, given: dict, **other) -> None:
                "implemented in the DALI pipeline")
     if given["num_aug_repeats"]:
         refuse("num_aug_repeats", "repeated augmentation (timm's RepeatAugSampler: each image several times per "
-               "epoch) needs several crops per decoded image, which the loader does not make yet")
+               "epoch, the epoch kept at the dataset's length) is not what the loader's several crops per image "
+               "do (every image n times, an epoch n times longer, without timm's augmentations); for that, use "
+               "ReLabelLoader(..., crops_per_image=n) directly")
     if given["train_crop_mode"] not in (None, "rrc"):
         refuse("train_crop_mode", "only random-resized crops ('rrc'): ReLabel's target is the crop box's")
     if given["vflip"]:

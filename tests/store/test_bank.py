@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -142,6 +143,48 @@ def test_default_location_prefers_shm_when_it_fits(store, tmp_path, monkeypatch)
     assert fill_other.materialize(progress=False).path.parent == cache / "banks"
     free["bytes"] = 10 << 30  # an existing bank is found where it is, not rebuilt
     assert fill_other.materialize(progress=False).path.parent == cache / "banks"
+
+
+def test_shm_needs_the_bank_plus_ten_percent_plus_the_margin(store, tmp_path, monkeypatch):
+    """/dev/shm is RAM: it is chosen only with 1.1 × the bank + 512 MiB free; one byte less, the cache dir."""
+    shm, cache = tmp_path / "shm" / "dali_relabel", tmp_path / "cache"
+    monkeypatch.setattr(bank_module, "SHM_DIR", shm)
+    (tmp_path / "shm").mkdir()
+    monkeypatch.setenv("DALI_RELABEL_CACHE", str(cache))
+    monkeypatch.delenv("DALI_RELABEL_BANK_DIR", raising=False)
+    # The bank's files: float16 scores and int16 classes per cell, int32 labels per sample.
+    nbytes = store.num_samples * store.height * store.width * store.k * (2 + 2) + 4 * store.num_samples
+    need = int(np.ceil(nbytes * 1.1)) + (512 << 20)
+    free = {"bytes": need - 1}
+    monkeypatch.setattr(bank_module, "_free_bytes", lambda path: free["bytes"])
+    assert store.materialize(progress=False).path.parent == cache / "banks"
+    other = create_store(tmp_path / "o.zarr", n=100, block_size=16, class_names=[f"w{i}" for i in range(50)])
+    fill(other, seed=3)
+    free["bytes"] = need
+    assert other.materialize(progress=False).path.parent == shm
+
+
+def test_free_space_is_asked_of_the_nearest_existing_directory(tmp_path, monkeypatch):
+    """The probe asks the directory itself when it exists, else its closest existing ancestor (not yet
+    created bank dirs are the common case); a filesystem that cannot answer counts as full."""
+    asked = []
+
+    def statvfs(path):  # as the OS's: no answer for a path that does not exist
+        asked.append(os.fspath(path))
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+        return types.SimpleNamespace(f_bavail=1000, f_frsize=4096)
+
+    monkeypatch.setattr(bank_module.os, "statvfs", statvfs)
+    assert bank_module._free_bytes(tmp_path) == 4096000 and asked == [str(tmp_path)]
+    asked.clear()
+    assert bank_module._free_bytes(tmp_path / "not" / "yet") == 4096000 and asked == [str(tmp_path)]
+
+    def fails(path):
+        raise OSError("statvfs not supported")
+
+    monkeypatch.setattr(bank_module.os, "statvfs", fails)
+    assert bank_module._free_bytes(tmp_path) == 0
 
 
 def test_environment_variable_and_argument_override(store, tmp_path, monkeypatch):

@@ -211,6 +211,15 @@ def test_transposed_layout(tmp_path):
     check_store(tmp_path / "s.zarr", truth)
 
 
+def test_an_unknown_layout_is_refused_by_name(tmp_path):
+    make_release(tmp_path, per_class=1)
+    with pytest.raises(ValueError) as e:
+        import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=C, layout="yxk",
+                     workers=1, progress=False)
+    assert "layout" in str(e.value) and "'yxk'" in str(e.value) and "['kxy', 'kyx']" in str(e.value)
+    assert not (tmp_path / "s.zarr").exists()  # refused before anything was written
+
+
 def test_cli_parallel_workers_and_resume(tmp_path, capsys):
     truth = make_release(tmp_path)
     bad = tmp_path / "maps" / "n03" / "n03_5.pt"

@@ -94,6 +94,49 @@ def test_int32_classes_beyond_int16(tmp_path):
     np.testing.assert_array_equal(out_c, c)
 
 
+@pytest.mark.parametrize("num_classes,stored", [(32768, "int16"), (32769, "int32")])
+def test_class_dtype_is_int16_exactly_while_every_class_fits(tmp_path, num_classes, stored):
+    """Classes lie in [0, C): int16 (max 32767) holds them up to C = 32768; from C = 32769 on, int32."""
+    store = LabelStore.create(tmp_path / "s.zarr", keys=["a.jpg"], num_classes=num_classes, height=1, width=2, k=2,
+                              block_size=1)
+    top = num_classes - 1  # the largest class index, 32767 or 32768
+    c = np.array([[[[top, 0], [1, top - 1]]]])
+    s = np.array([[[[3.0, 1.0], [2.0, -1.0]]]], np.float32)
+    store.write_block(0, s, c)
+    assert zarr.open_group(tmp_path / "s.zarr", mode="r")["classes"].dtype == np.dtype(stored)
+    out_c = LabelStore.open(tmp_path / "s.zarr").read(0)[1]
+    assert out_c.dtype == np.dtype(stored)
+    np.testing.assert_array_equal(out_c, c[0])  # 32768 round-trips (int16 would wrap it to -32768)
+
+
+def test_k_may_equal_num_classes(tmp_path):
+    """Every class in every cell (k == C) is a valid store; only k > C is refused."""
+    store = LabelStore.create(tmp_path / "s.zarr", keys=["a.jpg", "b.jpg"], num_classes=3, height=2, width=1, k=3,
+                              block_size=2)
+    c = np.broadcast_to(np.array([2, 0, 1]), (2, 2, 1, 3))
+    s = np.broadcast_to(np.array([1.5, 0.5, -0.5], np.float32), (2, 2, 1, 3))
+    store.write_block(0, s, c)
+    out_s, out_c = LabelStore.open(tmp_path / "s.zarr").read(slice(None))
+    np.testing.assert_array_equal(out_c, c)
+    np.testing.assert_array_equal(out_s, s)
+
+
+def test_rewriting_a_block_that_was_read_reads_the_new_values(tmp_path):
+    """A read keeps the decoded block; writing that block again must not leave the old values served."""
+    store = create_store(tmp_path / "s.zarr", n=40, block_size=16)
+    fill(store)
+    old_s, old_c = expected(40)
+    np.testing.assert_array_equal(store.read(20)[0], old_s[20])  # block 1 decoded and kept
+    new_s, new_c = block_data(store, 1, seed=7)
+    assert not np.array_equal(new_c[4], old_c[20])  # the rewrite changes row 20
+    store.write_block(1, new_s, new_c)
+    s, c = store.read(20)
+    np.testing.assert_array_equal(c, new_c[4])
+    np.testing.assert_array_equal(s, new_s[4].astype(np.float16))
+    np.testing.assert_array_equal(store.read_block(1)[1], new_c)
+    np.testing.assert_array_equal(store.read(3)[1], old_c[3])  # the other blocks are unchanged
+
+
 def test_reading_an_incomplete_block_fails(tmp_path):
     store = create_store(tmp_path / "s.zarr", n=100, block_size=16)
     fill(store, blocks=[0, 2])

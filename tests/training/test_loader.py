@@ -161,20 +161,54 @@ def test_a_float32_store_is_served_exactly(demo, tmp_path, transpose_box):
         np.testing.assert_allclose(t, ref, rtol=1e-5, atol=1e-7)
 
 
-def test_images_without_label_maps(dataset_copy):
+@pytest.mark.parametrize("folder", ["cat", 0])
+def test_images_without_label_maps(dataset_copy, folder):
+    """An image without a map gets the one-hot target of its folder; class 0 too (its reader row is then exactly
+    the store size N, the first value past the store's rows)."""
     images, labels = dataset_copy
-    extra = images / "cat" / "zz_unlabelled.jpg"
+    folder = folder if isinstance(folder, str) else sorted(p.name for p in images.iterdir() if p.is_dir())[folder]
+    extra = images / folder / "zz_unlabelled.jpg"
     shutil.copy(next(images.rglob("*.jpg")), extra)
-    with pytest.raises(KeyError, match="1 of 25 images have no label map in .* e.g. cat/zz_unlabelled.jpg; "
+    with pytest.raises(KeyError, match=f"1 of 25 images have no label map in .* e.g. {folder}/zz_unlabelled.jpg; "
                                        "annotate them, or pass missing='onehot'"):
         loader(images, labels)
     ld = loader(images, labels, missing="onehot", batch_size=25, outputs=("targets", "labels", "keys", "rows"))
     assert ld.num_missing == 1
     targets, labels_out, keys, rows = next(iter(ld))
-    i = keys.index("cat/zz_unlabelled.jpg")
-    cat = ld.images.classes.index("cat")
-    assert rows[i] == -1 and labels_out[i] == cat and (np.delete(rows.numpy(), i) >= 0).all()
-    assert torch.equal(targets[i], torch.nn.functional.one_hot(torch.tensor(cat), targets.shape[1]).float())
+    i = keys.index(f"{folder}/zz_unlabelled.jpg")
+    label = ld.images.classes.index(folder)
+    assert (folder == "cat") == (label != 0)
+    assert rows[i] == -1 and labels_out[i] == label and (np.delete(rows.numpy(), i) >= 0).all()
+    assert torch.equal(targets[i], torch.nn.functional.one_hot(torch.tensor(label), targets.shape[1]).float())
+    others = np.delete(np.arange(25), i)
+    assert torch.allclose(targets[others].sum(1), torch.ones(24)) and (targets[others].max(1).values < 1).all()
+
+
+def test_a_store_without_labels_under_class_folders(dataset_copy, tmp_path):
+    """Unknown store labels (-1) are not a disagreement with the folders: the loader runs (targets, keys); only the
+    'labels' output, read from the store, is refused by name; a store label that differs from its folder fails."""
+    images, labels = dataset_copy
+    store = LabelStore.open(labels)
+    scores, classes = store.read(slice(None))
+    geometry = dict(num_classes=store.num_classes, height=store.height, width=store.width, k=store.k,
+                    class_names=store.class_names, block_size=store.num_samples)
+    unlabelled = LabelStore.create(tmp_path / "unlabelled.zarr", keys=store.keys.tolist(), labels=None, **geometry)
+    unlabelled.write_block(0, scores, classes)
+    assert (LabelStore.open(tmp_path / "unlabelled.zarr").labels == -1).all()
+    ld = loader(images, tmp_path / "unlabelled.zarr", batch_size=N_IMAGES, outputs=("targets", "keys"))
+    targets, keys = next(iter(ld))
+    assert sorted(keys) == sorted(store.keys.tolist()) and torch.allclose(targets.sum(1), torch.ones(N_IMAGES))
+    with pytest.raises(ValueError, match=f"the store {tmp_path / 'unlabelled.zarr'} has no label for {N_IMAGES} "
+                                         "images; the 'labels' output needs them"):
+        loader(images, tmp_path / "unlabelled.zarr", outputs=("targets", "labels"))
+
+    wrong = store.labels.copy()
+    wrong[5] = (wrong[5] + 1) % store.num_classes
+    other = LabelStore.create(tmp_path / "wrong.zarr", keys=store.keys.tolist(), labels=wrong, **geometry)
+    other.write_block(0, scores, classes)
+    with pytest.raises(ValueError, match=f"1 images have a different label in the store than their folder index "
+                                         rf"\(e.g. {store.keys[5]}\)"):
+        loader(images, tmp_path / "wrong.zarr")
 
 
 def test_num_classes_mismatch_needs_consent(dataset_copy):

@@ -398,6 +398,19 @@ def test_bad_configuration(kwargs, message):
         ReLabelMix(**kwargs)
 
 
+@pytest.mark.parametrize("mode", ["cutmix", "mixup"])
+def test_targets_on_another_device_are_refused_by_name(mode):
+    """Images and targets on different devices: refused before any mixing, naming both devices ("meta" stands
+    for any other device, no GPU needed); the same shapes on one device mix."""
+    images, targets = torch.randn(4, 3, 8, 8), torch.softmax(torch.randn(4, 5), 1)
+    mix = ReLabelMix(mode=mode, policy="area", prob=1.0, seed=0)
+    with pytest.raises(ValueError, match="ReLabelMix: images are on cpu but targets on meta"):
+        mix(images, targets.to("meta"))
+    with pytest.raises(ValueError, match="ReLabelMix: images are on meta but targets on cpu"):
+        mix.apply(mix.sample(4, 8, 8), images.to("meta"), targets)
+    assert mix(images, targets)[1].shape == (4, 5)
+
+
 def test_old_keyword_names_still_work(bank):
     """official_axes= is transpose_box=, indices= is rows=: same results, with a DeprecationWarning each."""
     images, targets, boxes, mirror = batch_inputs()

@@ -216,6 +216,32 @@ def test_open_errors(store, tmp_path):
         LabelBank.open(bank.path)
 
 
+def test_open_check_levels_read_what_they_say(tmp_path):
+    """check="sampled" reads 64 windows per file, "full" every byte, "none" nothing: a byte changed between two
+    windows of a large file is seen by "full" only (each level checks what it names, not another)."""
+    store = create_store(tmp_path / "s.zarr", n=3000, block_size=512)
+    fill(store)
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    scores = bank.path / "scores.npy"
+    window, windows = bank_module.SAMPLE_WINDOW_BYTES, bank_module.SAMPLE_WINDOWS
+    starts = [round(i * (scores.stat().st_size - window) / (windows - 1)) for i in range(windows)]
+    gap = next(s + window + 10 for s, t in zip(starts, starts[1:]) if t - s > window + 20)  # in no window
+    scores.chmod(0o644)
+    with open(scores, "r+b") as f:
+        f.seek(gap)
+        byte = f.read(1)[0]
+        f.seek(gap)
+        f.write(bytes([byte ^ 0xFF]))
+    LabelBank.open(bank.path)  # sampled (the default): the changed byte is in no window
+    LabelBank.open(bank.path, check="sampled")
+    LabelBank.open(bank.path, check="none")
+    with pytest.raises(BankError, match=rf"{scores} does not match its recorded digest \(modified after it was "
+                                        r"built\)"):
+        LabelBank.open(bank.path, check="full")
+    with pytest.raises(ValueError, match="check"):
+        LabelBank.open(bank.path, check="fast")
+
+
 def test_lookup_serves_the_materialized_store(store, tmp_path):
     """fn.relabel.lookup (CPU) on the bank returns exactly the store's rows."""
     from nvidia.dali import fn, pipeline_def, types

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import numpy as np
@@ -135,6 +136,34 @@ def test_rewriting_a_block_that_was_read_reads_the_new_values(tmp_path):
     np.testing.assert_array_equal(s, new_s[4].astype(np.float16))
     np.testing.assert_array_equal(store.read_block(1)[1], new_c)
     np.testing.assert_array_equal(store.read(3)[1], old_c[3])  # the other blocks are unchanged
+
+
+def test_a_directory_whose_zarr_json_cannot_be_read_is_not_written_into(tmp_path, monkeypatch):
+    """A zarr.json that cannot be read (an I/O or permission error; root reads through chmod, hence the patch) or
+    parsed makes the directory someone else's: create refuses it, names it, and writes nothing."""
+    from dali_relabel.errors import StoreExistsError
+
+    user = tmp_path / "theirs"
+    user.mkdir()
+    (user / "zarr.json").write_text('{"node_type": "group", "attributes": {}}')
+    read_text = type(user).read_text
+
+    def unreadable(path, *args, **kwargs):
+        if path == user / "zarr.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(user), "read_text", unreadable)
+    with pytest.raises(StoreExistsError, match=rf"{user} is a directory that is not a label store \(it holds "
+                                               r"'zarr.json'\); nothing was written"):
+        create_store(user, exist_ok=True)
+    monkeypatch.undo()
+    (user / "zarr.json").write_text("{not json")
+    with pytest.raises(StoreExistsError, match=rf"{user} is a directory that is not a label store"):
+        create_store(user, exist_ok=True)
+    assert sorted(os.listdir(user)) == ["zarr.json"] and (user / "zarr.json").read_text() == "{not json"
+    (user / "zarr.json").write_text('{"node_type": "group", "attributes": {}}')  # readable: an interrupted creation
+    assert create_store(user, n=20, exist_ok=True).num_samples == 20
 
 
 def test_reading_an_incomplete_block_fails(tmp_path):
@@ -385,6 +414,19 @@ def test_readable_as_plain_zarr(tmp_path):
         assert meta["data_type"] in core_types, name
         assert {c["name"] for c in meta["codecs"]} <= core_codecs, name
         assert meta["chunk_key_encoding"]["name"] == "default", name
+    # The codec chains docs/FORMAT.md specifies, configuration included (a reader needs none of the levels, but
+    # the sizes FORMAT.md reports were measured with exactly these).
+    chains = {"scores": [("transpose", {"order": [0, 3, 1, 2]}), ("bytes", {"endian": "little"}),
+                         ("blosc", {"typesize": 2, "cname": "zstd", "clevel": 5, "shuffle": "shuffle"})],
+              "classes": [("bytes", {"endian": "little"}),
+                          ("blosc", {"typesize": 2, "cname": "zstd", "clevel": 3, "shuffle": "noshuffle"})],
+              "labels": [("bytes", {"endian": "little"}), ("zstd", {"level": 5})],
+              "keys": [("bytes", {}), ("zstd", {"level": 5})]}
+    for name, chain in chains.items():
+        codecs = json.loads((tmp_path / "s.zarr" / name / "zarr.json").read_text())["codecs"]
+        assert [c["name"] for c in codecs] == [c for c, _ in chain], name
+        for codec, (_, config) in zip(codecs, chain):
+            assert {k: codec.get("configuration", {}).get(k) for k in config} == config, (name, codec)
     unwritten = create_store(tmp_path / "u.zarr", n=20)
     assert np.isnan(zarr.open_group(tmp_path / "u.zarr")["scores"][0]).all()  # unwritten data reads as NaN
     assert (zarr.open_group(tmp_path / "u.zarr")["classes"][0] == -1).all()

@@ -12,7 +12,7 @@ import zarr
 from store_util import GEOMETRY, block_data, create_store, fill, keys_for, run_python, start_python, tree_bytes
 
 from dali_relabel import LabelStore
-from dali_relabel.errors import InvalidArgument
+from dali_relabel.errors import InvalidArgument, StoreDamagedError
 from dali_relabel.testing.synthetic import synthetic_label_maps
 
 
@@ -164,6 +164,24 @@ def test_a_directory_whose_zarr_json_cannot_be_read_is_not_written_into(tmp_path
     assert sorted(os.listdir(user)) == ["zarr.json"] and (user / "zarr.json").read_text() == "{not json"
     (user / "zarr.json").write_text('{"node_type": "group", "attributes": {}}')  # readable: an interrupted creation
     assert create_store(user, n=20, exist_ok=True).num_samples == 20
+
+
+def test_a_complete_block_missing_its_object_or_holding_fill_values_is_damaged(tmp_path):
+    """A block marked complete whose chunk object is gone (or holds the fill values NaN / -1, as after a foreign
+    writer) is damaged, said as such, with or without the digest check (verify reads without it)."""
+    store = create_store(tmp_path / "s.zarr", n=40, block_size=16)
+    fill(store)
+    (tmp_path / "s.zarr" / store.object_key("scores", 1)).unlink()
+    for check in (True, False):
+        with pytest.raises(StoreDamagedError, match=r"block 1's 'scores' .* \(object scores/c/1/0/0/0\) is missing "
+                                                    r"although the block is marked complete: the store is damaged"):
+            LabelStore.open(tmp_path / "s.zarr").read_block(1, check_digest=check)
+    zarr.open_group(tmp_path / "s.zarr", mode="r+")["classes"][33, 0, 0] = -1  # block 2, behind the store's back
+    for check in (True, False):
+        with pytest.raises(StoreDamagedError, match=r"block 2's 'classes' .* holds fill values \(NaN scores / class "
+                                                    r"-1\) although the block is marked complete"):
+            LabelStore.open(tmp_path / "s.zarr").read_block(2, check_digest=check)
+    np.testing.assert_array_equal(LabelStore.open(tmp_path / "s.zarr").read_block(0)[1], expected(40)[1][:16])
 
 
 def test_reading_an_incomplete_block_fails(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import types
@@ -12,7 +13,7 @@ import zarr
 from store_util import create_store, fill, start_python
 
 from dali_relabel import LabelBank, LabelStore, fs
-from dali_relabel.errors import BankError
+from dali_relabel.errors import BankError, StoreWriteError
 from dali_relabel.store import bank as bank_module
 
 
@@ -214,6 +215,40 @@ def test_open_errors(store, tmp_path):
     (bank.path / "bank.json").write_text("{not json")
     with pytest.raises(BankError, match=rf"{bank.path}/bank.json cannot be parsed"):
         LabelBank.open(bank.path)
+
+
+def test_unreadable_keys_and_an_uncreatable_bank_directory_are_named(store, tmp_path, monkeypatch):
+    bank = store.materialize(tmp_path / "banks", progress=False)  # keys.json is read on first use: damage it after
+    (bank.path / "keys.json").chmod(0o644)
+    (bank.path / "keys.json").write_text("[not json")
+    with pytest.raises(BankError, match=rf"LabelBank.keys: {bank.path / 'keys.json'} cannot be read "
+                                        r"\(JSONDecodeError: .*\); the bank is damaged"):
+        bank.keys
+    (bank.path / "keys.json").unlink()
+    with pytest.raises(BankError, match=r"keys.json cannot be read \(FileNotFoundError: .*\); the bank is damaged"):
+        bank.keys
+    # A bank directory that cannot be created (read-only file system: root ignores permission bits, hence the
+    # patch) is a StoreWriteError naming it, not a bare OSError.
+    read_only = tmp_path / "ro" / "banks"
+    mkdir = type(read_only).mkdir
+
+    def refuse(path, *args, **kwargs):
+        if path == read_only:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(read_only), "mkdir", refuse)
+    with pytest.raises(StoreWriteError, match=rf"cannot create the bank directory {read_only}: read-only file system "
+                                              rf"\({read_only}\); choose a writable location"):
+        store.materialize(read_only, progress=False)
+
+
+def test_progress_bar_only_when_asked(store, tmp_path, capfd):
+    store.materialize(tmp_path / "quiet", progress=False)
+    assert capfd.readouterr().err == ""
+    store.materialize(tmp_path / "loud", progress=True)
+    err = capfd.readouterr().err
+    assert f"materializing {store.url}" in err and "100/100" in err
 
 
 def test_open_check_levels_read_what_they_say(tmp_path):

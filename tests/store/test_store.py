@@ -64,6 +64,8 @@ def test_read_forms(tmp_path):
         store.read(100)
     with pytest.raises(IndexError, match="row -101 out of range"):
         store.read(np.array([0, -101]))
+    with pytest.raises(IndexError, match="row 100 out of range"):  # the first bad row is named
+        store.read(np.array([5, 100, 7, 250]))
 
 
 def test_keys_lookup(tmp_path):
@@ -260,8 +262,21 @@ def test_create_validation(tmp_path):
 
 
 def test_open_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no label store at"):
+    with pytest.raises(FileNotFoundError, match=rf"no label store at {tmp_path / 'none.zarr'} \(no such file or "
+                                                r"directory\)"):
         LabelStore.open(tmp_path / "none.zarr")
+    (tmp_path / "file.zarr").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"file.zarr \(a file, not a store directory\)"):
+        LabelStore.open(tmp_path / "file.zarr")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"plain \(a directory without zarr.json\)"):
+        LabelStore.open(tmp_path / "plain")
+    bank = create_store(tmp_path / "b.zarr", n=10)
+    fill(bank)
+    bank = bank.materialize(tmp_path / "banks", progress=False)
+    with pytest.raises(FileNotFoundError, match=rf"no label store at {bank.path} \(a serving bank directory, made "
+                                                r"from a store; `dali-relabel verify` checks banks\)"):
+        LabelStore.open(bank.path)  # a bank is not a store: said so
     zarr.open_group(tmp_path / "other.zarr", mode="w", attributes={"something": 1})
     with pytest.raises(ValueError, match="not a complete label store .*exist_ok=True"):
         LabelStore.open(tmp_path / "other.zarr")

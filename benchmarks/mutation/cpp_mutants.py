@@ -10,6 +10,7 @@ command gives the C++ score.
 
 Run (about 2–3 min per mutant on 2 cores, mostly the rebuild; ``--kernels`` adds the cudasim file):
     .venv/bin/python benchmarks/mutation/cpp_mutants.py [--only NAME,...] [--kernels] [--list]
+    .venv/bin/python benchmarks/mutation/cpp_mutants.py --kernels-into results/mutation-cpp-DATE.json
 """
 
 from __future__ import annotations
@@ -166,12 +167,21 @@ def main(argv=None) -> None:
     parser.add_argument("--only", help="comma-separated mutant names (default: all)")
     parser.add_argument("--kernels", action="store_true", help="also run tests/ops/test_cudasim_mutants.py")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--kernels-into", type=Path, metavar="JSON",
+                        help="run only the cudasim kernel mutants and add them to this earlier report")
     parser.add_argument("--out", type=Path, help="JSON path (default results/mutation-cpp-<date>.json)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still removes the copy (finally below)
     if args.list:
         for m in MUTANTS:
             print(f"{m.file}: {m.name}" + (" (equivalent)" if m.equivalent else ""))
+        return
+    if args.kernels_into:
+        report = json.loads(args.kernels_into.read_text())
+        report["kernels"] = run_kernels()
+        args.kernels_into.write_text(json.dumps(report, indent=1) + "\n")
+        write_markdown(report, args.kernels_into.with_suffix(".md"))
+        print(args.kernels_into.with_suffix(".md").read_text())
         return
     chosen = MUTANTS
     if args.only:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -212,6 +214,10 @@ def test_open_errors(store, tmp_path):
     (bank.path / "bank.json").write_text(json.dumps(dict(meta, version=7)))
     with pytest.raises(BankError, match="version 7; expected 'dali_relabel.bank' version 2"):
         LabelBank.open(bank.path)
+    (bank.path / "bank.json").write_text(json.dumps(dict(meta, scores_dtype="<f8")))
+    with pytest.raises(BankError, match=rf"{bank.path}/bank.json says scores_dtype '<f8'; a bank holds float16 "
+                                        r"\('<f2'\) or float32 \('<f4'\) scores"):
+        LabelBank.open(bank.path, check="none")
     (bank.path / "bank.json").write_text("{not json")
     with pytest.raises(BankError, match=rf"{bank.path}/bank.json cannot be parsed"):
         LabelBank.open(bank.path)
@@ -241,6 +247,34 @@ def test_unreadable_keys_and_an_uncreatable_bank_directory_are_named(store, tmp_
     with pytest.raises(StoreWriteError, match=rf"cannot create the bank directory {read_only}: read-only file system "
                                               rf"\({read_only}\); choose a writable location"):
         store.materialize(read_only, progress=False)
+
+
+def test_a_new_bank_is_on_disk_before_it_is_shown_and_close_releases_its_files(store, tmp_path, monkeypatch):
+    """Every file of a new bank is fsynced before the directory appears under its name (a machine crash cannot
+    leave a visible but incomplete bank); close() gives back the handles open() keeps for check_files."""
+    synced = []
+    fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    monkeypatch.undo()
+    assert {"scores.npy", "classes.npy", "labels.npy", "keys.json", "bank.json"} <= set(synced)
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    opened = LabelBank.open(bank.path)
+    during = fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opened.close()
+        gc.collect()
+    assert during - fds() == 3  # the handles kept on the three .npy files (the mappings keep their own)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # closed, not dropped unclosed
 
 
 def test_progress_bar_only_when_asked(store, tmp_path, capfd):

@@ -211,6 +211,21 @@ def test_transposed_layout(tmp_path):
     check_store(tmp_path / "s.zarr", truth)
 
 
+def test_num_classes_scan_reads_past_a_bad_map(tmp_path):
+    """Finding num_classes reads every map; one that cannot be read is skipped there (it is reported, named, when
+    its block is imported), and the maps after it still count."""
+    from dali_relabel.store.naver_import import _largest_class_index
+
+    bad, low, high = tmp_path / "a_bad.pt", tmp_path / "b_low.pt", tmp_path / "c_high.pt"
+    bad.write_bytes(b"not a torch file")
+    torch.save(torch.stack([torch.zeros(K, H, W), torch.full((K, H, W), 3.0)]), low)
+    torch.save(torch.stack([torch.zeros(K, H, W), torch.full((K, H, W), 41.0)]), high)
+    # 8 maps: read in chunks of 2, the bad one first in its chunk, the largest class right after it.
+    paths = [str(bad), str(high)] + [str(low)] * 6
+    assert _largest_class_index(paths, workers=1, progress=False) == (41, str(high))
+    assert _largest_class_index([str(low), str(bad)], workers=1, progress=False) == (3, str(low))
+
+
 def test_an_unknown_layout_is_refused_by_name(tmp_path):
     make_release(tmp_path, per_class=1)
     with pytest.raises(ValueError) as e:

@@ -166,6 +166,7 @@ def test_a_subset_of_imagenet_without_timm_has_unknown_labels(tmp_path, monkeypa
     report = import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", workers=1, progress=False)
     store = LabelStore.open(tmp_path / "s.zarr")
     assert store.num_classes == 1000 and (store.labels == -1).all() and store.class_names is None
+    assert store.block_size == 512  # the default, as the command line's --block-size
     assert "labels unknown (-1): 3 class folders of 1000 classes (install timm for ImageNet-1k's class order)" \
         in report.summary()
 

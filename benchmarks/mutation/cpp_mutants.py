@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from common import RESULTS, git_commit  # noqa: E402  (benchmarks/common.py)
+from common import RESULTS, git_commit, machine  # noqa: E402  (benchmarks/common.py)
 from copy_tree import ROOT, copy_env, make_copy  # noqa: E402
 
 CSRC = "dali_relabel/ops/csrc"
@@ -190,7 +190,8 @@ def main(argv=None) -> None:
         if len(chosen) != len(names):
             parser.error(f"unknown mutant(s): {sorted(names - {m.name for m in MUTANTS})}")
     out = args.out or RESULTS / f"mutation-cpp-{datetime.date.today():%Y%m%d}.json"
-    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(), "mutants": []}
+    report = {"benchmark": "mutation_cpp", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "commit": git_commit(), "machine": machine(), "mutants": []}
     copy = make_copy("dali_relabel_cpp_mutation-")
     env = copy_env(copy, DALI_RELABEL_CACHE=str(copy / ".cache"), DALI_RELABEL_NVCC="off")
     try:

@@ -34,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from common import RESULTS, git_commit  # noqa: E402  (benchmarks/common.py)
+from common import RESULTS, git_commit, machine  # noqa: E402  (benchmarks/common.py)
 from copy_tree import copy_env, make_copy  # noqa: E402
 from report import judgement_key, load_judgements, write_markdown  # noqa: E402
 
@@ -232,7 +232,8 @@ def main(argv=None) -> None:
     work = copy / ".mutation"
     work.mkdir()
     print(f"copy: {copy}", flush=True)
-    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
+    report = {"benchmark": "mutation_python", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "commit": git_commit(), "machine": machine(),
               "tool": f"cosmic-ray {_version('cosmic-ray')}", "lines_per_module": args.lines, "seed": args.seed,
               "excluded_operators": list(EXCLUDED_OPERATORS), "modules": {}}
     previous = json.loads(args.rerun_survivors.read_text()) if args.rerun_survivors else None

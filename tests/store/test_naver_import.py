@@ -225,6 +225,7 @@ def test_num_classes_scan_reads_past_a_bad_map(tmp_path):
     paths = [str(bad), str(high)] + [str(low)] * 6
     assert _largest_class_index(paths, workers=1, progress=False) == (41, str(high))
     assert _largest_class_index([str(low), str(bad)], workers=1, progress=False) == (3, str(low))
+    assert _largest_class_index([str(bad)] * 8, workers=1, progress=False) == (-1, "")  # nothing readable: no class
 
 
 def test_an_unknown_layout_is_refused_by_name(tmp_path):

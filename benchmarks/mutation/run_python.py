@@ -58,7 +58,8 @@ MODULES = {
                      ("tests/training/test_loader.py", "tests/training/test_loader_args.py",
                       "tests/training/test_loader_epochs.py", "tests/training/test_epochs.py")),
     "mix": Module(("dali_relabel/mix.py",), ("tests/training/test_mix.py",)),
-    "pipelines": Module(("pipelines",), ("tests/pipelines", "tests/training/test_loader.py")),
+    "pipelines": Module(("pipelines",), ("tests/pipelines", "tests/annotate/test_annotate_pipeline.py",
+                                         "tests/training/test_loader.py")),
 }
 
 # Mutants that mostly say nothing about the tests: renaming variables (VariableReplacer/Inserter: nearly all

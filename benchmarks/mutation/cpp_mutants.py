@@ -130,7 +130,7 @@ def run_kernels() -> list[dict]:
     out = []
     for status, name in re.findall(r"^(PASSED|FAILED|ERROR) tests/ops/test_cudasim_mutants.py::"
                                    r"test_mutant_is_caught\[(.+?)\]", proc.stdout, re.M):
-        out.append({"name": name, "file": "label_pool/cuda (cudasim)",
+        out.append({"name": name, "file": "cudasim: tests/ops/test_cudasim_mutants.py",
                     "outcome": "killed" if status == "PASSED" else "survived"})
     if not out:
         raise SystemExit(f"no cudasim mutant results:\n{proc.stdout[-3000:]}")

@@ -11,6 +11,8 @@ module's test files (``pytest -x``: the first failure kills it) in a throwaway c
 
 Run (about 30 min with the defaults on 2 cores):
     .venv/bin/python benchmarks/mutation/run_python.py [--lines 20] [--modules store,bank] [--seed 0]
+    .venv/bin/python benchmarks/mutation/run_python.py --rerun-survivors results/mutation-python-DATE.json
+    .venv/bin/python benchmarks/mutation/run_python.py --report-only results/mutation-python-DATE.json
 
 Needs cosmic-ray (``pip install -e '.[mutation]' -c constraints.txt``); not part of the test suite. How to read
 the report: docs/MUTATION.md.
@@ -217,7 +219,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rerun-survivors", type=Path, metavar="JSON",
                         help="rerun only the mutants that survived in this earlier report (same sample, after "
                              "tests were added; the sources must be unchanged)")
+    parser.add_argument("--report-only", type=Path, metavar="JSON",
+                        help="only rewrite the .md of this report (after editing judgements.json)")
     args = parser.parse_args(argv)
+    if args.report_only:
+        print(write_markdown(json.loads(args.report_only.read_text()), load_judgements(),
+                             args.report_only.with_suffix(".md")).read_text())
+        return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still removes the copy (finally below)
     names = args.modules.split(",")
     unknown = sorted(set(names) - set(MODULES))

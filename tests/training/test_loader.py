@@ -211,6 +211,32 @@ def test_a_store_without_labels_under_class_folders(dataset_copy, tmp_path):
         loader(images, tmp_path / "wrong.zarr")
 
 
+def test_skipped_links_are_reported_at_the_callers_line(dataset_copy):
+    """A link that loops back is skipped and said so, in a warning that points at the code that made the loader
+    (stacklevel), not at dali_relabel's internals."""
+    images, labels = dataset_copy
+    (images / "cat" / "loop").symlink_to(images, target_is_directory=True)
+    with pytest.warns(UserWarning, match=r"1 symbolic links under .* were not followed") as caught:
+        loader(images, labels)
+    links = [w for w in caught if "symbolic links" in str(w.message)]
+    assert len(links) == 1 and links[0].filename == __file__
+
+
+def test_stores_of_more_than_256_samples_match(tmp_path):
+    """Matching compares counts, not identities (ints above 256 are distinct objects in CPython)."""
+    from dali_relabel.loader.dataset import LabeledImages
+
+    keys = [f"c{i % 3}/img_{i:04d}.jpg" for i in range(300)]
+    for key in keys:
+        (tmp_path / "images" / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "images" / key).write_bytes(b"")
+    store = LabelStore.create(tmp_path / "s.zarr", keys=keys, labels=[i % 3 for i in range(300)], num_classes=3,
+                              height=1, width=1, k=1, block_size=300)
+    data = LabeledImages.match("test", tmp_path / "images", store)
+    assert len(data) == 300 and data.num_missing == 0
+    assert [keys[r] for r in data.rows] == data.keys
+
+
 def test_num_classes_mismatch_needs_consent(dataset_copy):
     images, labels = dataset_copy
     (images / "zebra").mkdir()

@@ -92,7 +92,16 @@ def _epoch_bench(d: dict) -> str:
             f"({c['device']}, {c['steps_per_epoch']} batches per epoch)")
 
 
-HEADLINES = {"build_bench": _build_bench, "epoch_bench": _epoch_bench, "op_bench": _op_bench,
+def _shard_bench(d: dict) -> str:
+    c, rows = d["config"], {r["what"]: r for r in d["rows"]}
+    loader, reader = rows["loader"], rows["reader"]
+    return (f"webdataset shards ÷ ImageFolder, same images: loader **{loader['shards_vs_folder']:.2f}×** img/s "
+            f"({loader['cpu_shards_vs_folder']:.2f}× CPU per image); the reader alone **{reader['shards_vs_folder']:.1f}×** "
+            f"img/s ({reader['cpu_shards_vs_folder']:.2f}× CPU per image) ({c['images']} images in {c['shards']} shards, "
+            f"B={c['batch']}, {c['rounds']} rounds)")
+
+
+HEADLINES = {"build_bench": _build_bench, "shard_bench": _shard_bench, "epoch_bench": _epoch_bench, "op_bench": _op_bench,
              "loader_bench": _loader_bench, "store_bench": _store_bench,
              "annotate": _annotate, "kd_overhead": _kd_overhead}
 

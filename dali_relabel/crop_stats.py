@@ -186,14 +186,38 @@ def confidence_by_iou(iou: np.ndarray, confidence: np.ndarray, bins: int = 10) -
             "crops": counts.tolist()}
 
 
-def plot_confidence(iou: np.ndarray, confidence: np.ndarray, path: str | os.PathLike, *, title: str = "") -> None:
-    """2-D histogram of target confidence against crop IoU, with the mean curve, as a PNG."""
+def confidence_summary(stats: CropStats, store, *, temperature: float = 1.0, bins: int = 10
+                       ) -> tuple[np.ndarray, dict]:
+    """The confidence of supervision of ``stats``' crops (what ``dali-relabel crop-stats --labels`` reports).
+
+    Returns:
+        ``confidence`` [N, crops] (:func:`crop_confidence`) and a JSON-ready summary: the store, temperature,
+        number of classes, the mean confidence of all crops, of crops with IoU < 0.5 and with IoU >= 0.5 (None
+        when there are none), and the curve of :func:`confidence_by_iou` (an empty bin's mean is None: JSON has
+        no NaN).
+
+    Raises:
+        KeyError: images of ``stats`` without a map in ``store`` (the message names them).
+    """
+    conf = crop_confidence(stats, store, temperature=temperature)
+    curve = confidence_by_iou(stats.iou, conf, bins=bins)
+    curve["mean_confidence"] = [None if np.isnan(m) else m for m in curve["mean_confidence"]]
+    mean = lambda v: float(v.mean()) if v.size else None  # noqa: E731
+    return conf, {"store": str(store.url), "temperature": temperature, "num_classes": store.num_classes,
+                  "mean_confidence_all": float(conf.mean()),
+                  "mean_confidence_iou_below_0.5": mean(conf[stats.iou < 0.5]),
+                  "mean_confidence_iou_from_0.5": mean(conf[stats.iou >= 0.5]), **curve}
+
+
+def plot_confidence(iou: np.ndarray, confidence: np.ndarray, path: str | os.PathLike, *, title: str = "",
+                    bins: int = 10) -> None:
+    """2-D histogram of target confidence against crop IoU, with the mean curve (``bins`` IoU bins), as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = confidence_by_iou(iou, confidence)
+    curve = confidence_by_iou(iou, confidence, bins=bins)
     centres = (np.array(curve["iou_bin_edges"][:-1]) + np.array(curve["iou_bin_edges"][1:])) / 2
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     weights = np.full(iou.size, 100.0 / iou.size)
@@ -213,5 +237,5 @@ def plot_confidence(iou: np.ndarray, confidence: np.ndarray, path: str | os.Path
     plt.close(fig)
 
 
-__all__ = ["CropStats", "box_iou", "confidence_by_iou", "crop_confidence", "crop_iou_stats", "load_boxes",
-           "plot_confidence", "sample_crops"]
+__all__ = ["CropStats", "box_iou", "confidence_by_iou", "confidence_summary", "crop_confidence", "crop_iou_stats",
+           "load_boxes", "plot_confidence", "sample_crops"]

@@ -147,6 +147,20 @@ class ImageFolderError(DaliRelabelError, ValueError):
     """An image tree that cannot be listed as it is (e.g. a file name DALI's file lists cannot carry)."""
 
 
+class ShardError(DaliRelabelError, ValueError):
+    """Webdataset shards or their index files that cannot be read as they are: a damaged or truncated tar, a stale
+    index, a sample key several store keys claim (the message names the tar, index or key)."""
+
+
+class ShardsNotFoundError(DaliRelabelError, FileNotFoundError):
+    """A shard specification that names no existing ``.tar`` file."""
+
+
+class ShardWriteError(ShardError):
+    """Images or an output directory that cannot be written as shards as asked (the message says what to do)."""
+
+
 __all__ = ["BankError", "BankNotFoundError", "DaliRelabelError", "ImageFolderError", "InvalidArgument",
-           "InvalidKeyError", "StoreDamagedError", "StoreExistsError", "StoreIncompleteError", "StoreMismatchError",
-           "StoreNotFoundError", "StoreWriteError", "UsageError", "storage_error"]
+           "InvalidKeyError", "ShardError", "ShardWriteError", "ShardsNotFoundError", "StoreDamagedError",
+           "StoreExistsError", "StoreIncompleteError", "StoreMismatchError", "StoreNotFoundError", "StoreWriteError",
+           "UsageError", "storage_error"]

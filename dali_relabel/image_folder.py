@@ -196,7 +196,8 @@ class ImageList:
             return cls.from_folder(path)
         if path.is_file():
             return cls.from_file_list(path)
-        raise FileNotFoundError(f"{path}: no such directory (ImageFolder root) or file (image list)")
+        raise FileNotFoundError(f"{path}: no such directory (ImageFolder root, or webdataset shards) or file (image "
+                                f"list)")
 
     @classmethod
     def from_folder(cls, root) -> "ImageList":

@@ -38,8 +38,8 @@ def relabel_train_pipeline(*, reader: FileReader | None = None, bank: LabelBank 
 
     Args:
         reader: where the images and their store rows come from (:class:`FileReader`: a file list of
-            ``<relative path> <store row>`` lines, or explicit lists; rows of images without a label map: see
-            ``missing``).
+            ``<relative path> <store row>`` lines, or explicit lists; :class:`ShardReader`: webdataset shards in a
+            given order, with their rows; rows of images without a label map: see ``missing``).
         bank: the served label bank (``LabelStore.materialize()``) or its directory; needed for ``targets`` and
             ``labels`` (C, N come from it).
         augment: crop, flip, resize filter, normalization, dtype, layout (default ``AugmentConfig()``).

@@ -28,7 +28,7 @@ def relabel_val_pipeline(*, reader: FileReader | None = None, bank: LabelBank | 
     """Images and labels for evaluation (no randomness).
 
     Args:
-        reader: as for training. Without ``bank`` its rows are the class labels; with ``bank`` they are store rows,
+        reader: as for training (``FileReader`` or ``ShardReader``). Without ``bank`` its rows are the class labels; with ``bank`` they are store rows,
             labels come from the store and ``targets`` (the soft target of the central crop's box) are available.
         bank: the served label bank or its directory (C comes from it), or None.
         config: crop_size, crop_pct (resize the shorter side to ``floor(crop_size / crop_pct)``, then centre-crop),

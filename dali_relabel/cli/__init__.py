@@ -27,6 +27,7 @@ COMMANDS = {
     "demo": "demo",
     "import-naver": "import_naver",
     "info": "info",
+    "shard": "shard",
     "show": "show",
     "verify": "verify",
 }

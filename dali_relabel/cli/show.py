@@ -36,7 +36,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def draw(view, out: str) -> None:
-    """The figure: the image, a heatmap per ranked class, and (with a box) the box's target as bars."""
+    """Writes :func:`show_figure` of ``view`` (a :class:`~dali_relabel.label_view.LabelView`) to the PNG ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = show_figure(view)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+HEATMAP_LABEL = "class probability per map cell"
+
+
+def show_figure(view):
+    """The figure: the image, a heatmap per ranked class (one colour bar for all, 0..1), and (with a box) the box's
+    target as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,7 +58,7 @@ def draw(view, out: str) -> None:
 
     image, heat, ranked, whole, names, target = view.image, view.heat, view.ranked, view.whole, view.names, view.target
     n = len(ranked) + 1 + (target is not None)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 0.8, 3.4), squeeze=False, layout="constrained")
     axes = axes[0]
     h, w = image.shape[:2]
 
@@ -58,8 +71,11 @@ def draw(view, out: str) -> None:
     gray = image.mean(2)
     for ax, c, m in zip(axes[1:], ranked, heat):
         ax.imshow(gray, cmap="gray")
-        ax.imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        shown = ax.imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1)
         ax.set_title(f"{names[c]} (image {whole[c]:.2f})", fontsize=8)
+    bar = fig.colorbar(shown, ax=list(axes[1:len(ranked) + 1]), shrink=0.85, pad=0.02)
+    bar.set_label(HEATMAP_LABEL, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     for ax in axes[:len(ranked) + 1]:
         ax.axis("off")
         if target is not None:
@@ -71,6 +87,4 @@ def draw(view, out: str) -> None:
         ax.set_xlim(0, 1)
         ax.set_title("soft target of the box", fontsize=8)
         ax.tick_params(labelsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    return fig

@@ -17,7 +17,6 @@ gets this rank's file list for the epoch in order, and the random generators a s
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import warnings
 import weakref
@@ -31,6 +30,7 @@ from ..distributed import process_ranks
 from .dataset import LabeledImages
 from .epoch_run import EpochRun
 from .epochs import AUGMENT_STREAM, LAST_BATCH, EpochPlan, derive_seed, plan_epoch, steps_per_epoch
+from .readers import graph_reader
 
 DEVICES = ("auto", "gpu", "cpu")
 STATE_FORMAT = "dali_relabel.loader"
@@ -210,7 +210,8 @@ class EpochLoader:
         """This rank's plan of epoch ``epoch`` (images in order, batches, padding)."""
         return plan_epoch(num_samples=len(self.data), batch_size=self.batch_size, epoch=epoch, seed=self.seed,
                           shuffle=self.shuffle, rank=self.shard_id, world_size=self.num_shards,
-                          last_batch=self.last_batch, base_order=self.data.store_order())
+                          last_batch=self.last_batch,
+                          order=self.data.epoch_order(seed=self.seed, epoch=epoch, shuffle=self.shuffle))
 
     def augment_seed(self, epoch: int) -> int:
         """Seed of this rank's crop and flip generators in ``epoch``."""
@@ -264,15 +265,17 @@ class EpochLoader:
             self._run = None
 
     def images_digest(self) -> str:
-        """A digest of the image keys (a resumed loader must read the same images)."""
+        """A digest of the image keys, and for shards of their tars (a resumed loader must read the same images,
+        laid out alike)."""
         if self._digest is None:
-            self._digest = hashlib.sha256("\n".join(self.data.keys).encode()).hexdigest()[:16]
+            self._digest = hashlib.sha256("\n".join(self.data.layout_lines()).encode()).hexdigest()[:16]
         return self._digest
 
     # ---- pipelines --------------------------------------------------------------------------------------
 
-    def _build_pipeline(self, file_list: str, epoch: int, names: tuple[str, ...]):
-        """The epoch's DALI pipeline reading ``file_list`` (``<path> <reader row>`` lines), returning ``names``."""
+    def _build_pipeline(self, reader, epoch: int, names: tuple[str, ...]):
+        """The epoch's DALI pipeline reading with ``reader`` (a ``pipelines.FileReader`` or ``ShardReader`` of this
+        rank's images in the epoch's order; see :mod:`.readers`), returning ``names``."""
         raise NotImplementedError
 
     @property
@@ -283,7 +286,7 @@ class EpochLoader:
     def _check_graph(self) -> None:
         """Defines (not builds) an epoch's pipeline once, at construction: what the graph refuses (e.g. GPU label
         ops from a plugin built without CUDA) is reported by the constructor, not by the first batch."""
-        self._build_pipeline(os.devnull, 0, self._pipeline_names())
+        self._build_pipeline(graph_reader(self.data), 0, self._pipeline_names())
 
     def _pipeline_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.PIPELINE_OUTPUTS[o] for o in self.outputs if o in self.PIPELINE_OUTPUTS)) \

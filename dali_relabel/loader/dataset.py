@@ -13,7 +13,9 @@ import warnings
 import numpy as np
 
 from ..image_folder import IMAGE_EXTENSIONS, ImageList, is_inside
+from ..shards import ShardSet, is_shard_spec
 from ..store import LabelStore
+from .epochs import epoch_order, grouped_order
 
 MISSING = ("error", "onehot")
 
@@ -23,7 +25,8 @@ class LabeledImages:
     """Images and what the pipelines read for each: a store row, or (without a store) the class label.
 
     Attributes:
-        images: the image listing (keys relative to ``images.root``).
+        images: the image listing (keys relative to ``images.root``), or webdataset shards (a ``ShardSet``: keys
+            are the store keys the samples match).
         store: the label store, or None (evaluation on folder labels).
         reader_rows: [N] int64 per image, what the reader hands the pipeline: the store row; ``M + label`` for
             an image without a map under ``missing="onehot"`` (``M`` = store size; see ``relabel_targets``);
@@ -33,7 +36,7 @@ class LabeledImages:
         num_missing: images without a label map (one-hot targets).
     """
 
-    images: ImageList
+    images: ImageList | ShardSet
     store: LabelStore | None
     reader_rows: np.ndarray
     rows: np.ndarray
@@ -53,23 +56,47 @@ class LabeledImages:
             return np.arange(len(self))
         return np.argsort(self.reader_rows, kind="stable")
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the images are webdataset shards."""
+        return isinstance(self.images, ShardSet)
+
+    def epoch_order(self, *, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+        """The epoch's order of all images. Shards: tar by tar (the tars' order and each tar's samples shuffled
+        from ``(seed, epoch)``), their stored order without ``shuffle``; images: a permutation, or store order."""
+        if self.sharded:
+            if not shuffle:
+                return np.arange(len(self))
+            return grouped_order(self.images.tar_ids, seed=seed, epoch=epoch)
+        return epoch_order(len(self), seed=seed, epoch=epoch, shuffle=shuffle, base_order=self.store_order())
+
+    def layout_lines(self) -> list[str]:
+        """What decides the epochs besides the arguments: the keys (and, for shards, each one's tar)."""
+        return self.images.layout_lines() if self.sharded else self.keys
+
     @classmethod
     def match(cls, owner: str, images, store, *, missing: str = "error", num_classes: int | None = None,
               need_labels: bool = False) -> LabeledImages:
         """Lists ``images`` and matches each to its map in ``store`` (a path, URL or ``LabelStore``; or None).
 
+        ``images``: an ImageFolder root, an image list file, or webdataset shards (a directory of ``.tar`` files,
+        ``train-{000000..000127}.tar``, a glob, a wids ``shardindex.json``, or a list of tar paths; their samples
+        match store keys as ``dali_relabel.shards.keys`` describes).
+
         Raises:
             FileNotFoundError: no images. KeyError: images without a map and ``missing="error"``.
             ValueError: class counts or labels disagree (the message says how to proceed).
         """
-        listing = ImageList.from_path(images)
+        listing = ShardSet.open(images) if is_shard_spec(images) else ImageList.from_path(images)
         if not len(listing):
             raise FileNotFoundError(f"{images}: no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         _report_skipped(listing)
         if store is None:
             return cls._folder_labels(owner, listing, num_classes, need_labels)
         store = store if isinstance(store, LabelStore) else LabelStore.open(str(store))
-        if is_inside(store.url, listing.root):  # else reported as a class count or class order problem
+        if isinstance(listing, ShardSet):
+            listing = listing.with_store_keys(store.keys.tolist())
+        elif is_inside(store.url, listing.root):  # else reported as a class count or class order problem
             raise ValueError(f"{owner}: the label store {store.url} is inside the image folder {listing.root}, where "
                              f"ImageFolder counts it as a class folder (shifting the labels); move it out")
         num_classes = _check_classes(listing, store, num_classes)
@@ -94,11 +121,13 @@ class LabeledImages:
         return cls(listing, None, np.maximum(labels, 0), np.full(len(labels), -1), num_classes)
 
 
-def _report_skipped(imgs: ImageList) -> None:
+def _report_skipped(imgs: ImageList | ShardSet) -> None:
     if imgs.skipped:
-        warnings.warn(f"{len(imgs.skipped)} files under {imgs.root} are not images DALI decodes and were "
-                      f"skipped (e.g. {', '.join(imgs.skipped[:3])})", stacklevel=4)
-    if imgs.skipped_links:
+        what = (f"samples of the shards {imgs.root} have no image member" if isinstance(imgs, ShardSet) else
+                f"files under {imgs.root} are not images DALI decodes")
+        warnings.warn(f"{len(imgs.skipped)} {what} and were skipped (e.g. {', '.join(imgs.skipped[:3])})",
+                      stacklevel=4)
+    if getattr(imgs, "skipped_links", None):  # image folders only: shards hold no links
         warnings.warn(f"{len(imgs.skipped_links)} symbolic links under {imgs.root} were not followed: "
                       f"{'; '.join(imgs.skipped_links[:3])}", stacklevel=4)
     if imgs.empty_classes:
@@ -117,7 +146,7 @@ def _check_classes(imgs: ImageList, store: LabelStore, num_classes: int | None) 
     return store_c
 
 
-def _match_rows(imgs: ImageList, store: LabelStore, missing: str) -> np.ndarray:
+def _match_rows(imgs: ImageList | ShardSet, store: LabelStore, missing: str) -> np.ndarray:
     """Store row of every image; N + folder label where it has no map and missing='onehot' (N = store size)."""
     index = {k: i for i, k in enumerate(store.keys.tolist())}
     if len(index) < store.num_samples:
@@ -126,23 +155,36 @@ def _match_rows(imgs: ImageList, store: LabelStore, missing: str) -> np.ndarray:
     rows = np.array([index.get(k, -1) for k in imgs.keys], np.int64)
     absent = np.flatnonzero(rows < 0)
     if len(absent):
-        names = [imgs.keys[i] for i in absent[:10]]
+        # (Shards: the sample's tar and member, which is what a user can find.)
+        names = [imgs.location(i) if isinstance(imgs, ShardSet) else imgs.keys[i] for i in absent[:10].tolist()]
         if missing == "error":
+            how = (" (a shard sample's __key__ matches the store key without its extension, or a file name: "
+                   "docs/SHARDS.md)" if isinstance(imgs, ShardSet) else "")
             raise KeyError(f"{len(absent)} of {len(rows)} images have no label map in {store.url}, e.g. "
-                           f"{', '.join(names)}; annotate them, or pass missing='onehot' to use one-hot folder "
+                           f"{', '.join(names)}{how}; annotate them, or pass missing='onehot' to use one-hot folder "
                            f"labels for them")
-        labels = np.array(imgs.labels)[absent]
+        # (Shards: read only these samples' .cls members, not every tar's.)
+        labels = imgs.read_labels(absent) if isinstance(imgs, ShardSet) else np.array(imgs.labels)[absent]
         if (labels < 0).any():
-            raise ValueError("missing='onehot' needs a folder label for each image without a label map")
+            unlabelled = absent[labels < 0]
+            where = [imgs.location(i) if isinstance(imgs, ShardSet) else imgs.keys[i] for i in unlabelled[:5].tolist()]
+            what = "a .cls member" if isinstance(imgs, ShardSet) else "a class folder"
+            raise ValueError(f"missing='onehot' needs a class label for each image without a label map, but "
+                             f"{len(unlabelled)} have none ({what}), e.g. {', '.join(where)}: annotate them")
         rows[absent] = store.num_samples + labels
         print(f"{len(absent)} of {len(rows)} images have no label map; they get one-hot targets of their folder "
               f"label (e.g. {', '.join(names[:3])})", file=sys.stderr)
     return rows
 
 
-def _check_labels(imgs: ImageList, store: LabelStore, rows: np.ndarray, need_labels: bool) -> None:
+def _check_labels(imgs: ImageList | ShardSet, store: LabelStore, rows: np.ndarray, need_labels: bool) -> None:
     present = rows < store.num_samples
-    folder = np.array(imgs.labels)[present]
+    if isinstance(imgs, ShardSet):
+        # Comparing the shards' .cls labels with the store's reads a member of every sample in every tar (slow on
+        # network storage): `dali-relabel verify --shards` does it, not every loader start.
+        folder = np.full(int(present.sum()), -1)
+    else:
+        folder = np.array(imgs.labels)[present]
     stored = store.labels[rows[present]]
     known = (folder >= 0) & (stored >= 0)
     disagree = np.flatnonzero(known & (folder != stored))

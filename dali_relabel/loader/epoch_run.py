@@ -11,29 +11,15 @@ uninterrupted one bit for bit, so a DALI version that changes it fails them.
 
 from __future__ import annotations
 
-import io
-import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..fs import atomic_write_bytes, cache_root
 from .epochs import EpochPlan
+from .readers import epoch_reader
 
 if TYPE_CHECKING:
     from .base import EpochLoader
-
-
-def skip_image() -> Path:
-    """A tiny JPEG that stands in for the images of skipped batches when an epoch resumes half-way."""
-    path = cache_root() / "loader" / "skip-16x16.jpg"
-    if not path.is_file():
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.new("RGB", (16, 16), (124, 116, 104)).save(buf, format="JPEG", quality=90)
-        atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 class EpochRun:
@@ -53,19 +39,13 @@ class EpochRun:
 
         loader = self.loader
         self.plan, self.next_batch = plan, start
-        keys, reader_rows = loader.data.keys, loader.data.reader_rows
         samples = plan.samples[start * plan.batch_size:]
-        lines = [f"{keys[i]} {reader_rows[i]}\n" for i in samples.tolist()]
-        if start and loader.RANDOM:
-            # Replay the generators through `start` batches of a placeholder image (see the module).
-            self.skip = start
-            placeholder = os.path.relpath(skip_image(), loader.data.images.root)
-            lines = [f"{placeholder} {int(reader_rows[0])}\n"] * (start * plan.batch_size) + lines
+        # Resuming: replay the generators through `start` batches of a placeholder image (see the module).
+        self.skip = start if start and loader.RANDOM else 0
         names = loader._pipeline_names()
-        with tempfile.TemporaryDirectory(prefix="dali_relabel-epoch-") as tmp:
-            file_list = Path(tmp) / "files.txt"   # read when the pipeline is built
-            file_list.write_text("".join(lines))
-            self.pipeline = loader._build_pipeline(str(file_list), plan.epoch, names)
+        with tempfile.TemporaryDirectory(prefix="dali_relabel-epoch-") as tmp:   # read when the pipeline is built
+            reader = epoch_reader(loader.data, samples, skip=self.skip * plan.batch_size, directory=Path(tmp))
+            self.pipeline = loader._build_pipeline(reader, plan.epoch, names)
             self.pipeline.build()
         self.iterator = DALIGenericIterator(self.pipeline, list(names), reader_name="Reader",
                                             last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
@@ -120,4 +100,4 @@ class EpochRun:
         self.iterator = self.pipeline = None
 
 
-__all__ = ["EpochRun", "skip_image"]
+__all__ = ["EpochRun"]

@@ -88,10 +88,31 @@ def epoch_order(num_samples: int, *, seed: int, epoch: int, shuffle: bool, base_
     return rng.permutation(num_samples)
 
 
+def grouped_order(groups: np.ndarray, *, seed: int, epoch: int) -> np.ndarray:
+    """An epoch's order that keeps each group's members together: the groups in an order drawn from
+    ``(seed, epoch)``, each group's members shuffled within it (webdataset shards: a group is a tar, which DALI
+    reads in one run; see ``dali_relabel.shards.reading_order``).
+
+    Args:
+        groups: [N] int group of each item (any values).
+
+    Returns:
+        [N] int64 permutation of ``range(N)``.
+    """
+    groups = np.asarray(groups)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, ORDER_STREAM]))
+    names, group_of = np.unique(groups, return_inverse=True)
+    group_rank = rng.permutation(len(names))[group_of]
+    return np.lexsort((rng.random(len(groups)), group_rank))
+
+
 def plan_epoch(*, num_samples: int, batch_size: int, epoch: int, seed: int, shuffle: bool, rank: int,
-               world_size: int, last_batch: str, base_order: np.ndarray | None = None) -> EpochPlan:
-    """Rank ``rank``'s plan for epoch ``epoch`` (see the module for the layout and the policies)."""
-    order = epoch_order(num_samples, seed=seed, epoch=epoch, shuffle=shuffle, base_order=base_order)
+               world_size: int, last_batch: str, base_order: np.ndarray | None = None,
+               order: np.ndarray | None = None) -> EpochPlan:
+    """Rank ``rank``'s plan for epoch ``epoch`` (see the module for the layout and the policies); ``order``: the
+    epoch's order when the caller draws it (e.g. :func:`grouped_order`), instead of ``seed``/``shuffle``."""
+    if order is None:
+        order = epoch_order(num_samples, seed=seed, epoch=epoch, shuffle=shuffle, base_order=base_order)
     total = epoch_positions(num_samples, batch_size, world_size, last_batch)
     positions = np.arange(rank, total, world_size)
     return EpochPlan(epoch=epoch, samples=order[positions % num_samples], valid=positions < num_samples,
@@ -99,4 +120,4 @@ def plan_epoch(*, num_samples: int, batch_size: int, epoch: int, seed: int, shuf
 
 
 __all__ = ["AUGMENT_STREAM", "EpochPlan", "LAST_BATCH", "ORDER_STREAM", "derive_seed", "epoch_order",
-           "epoch_positions", "plan_epoch", "steps_per_epoch"]
+           "epoch_positions", "grouped_order", "plan_epoch", "steps_per_epoch"]

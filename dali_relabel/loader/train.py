@@ -28,8 +28,10 @@ class ReLabelLoader(EpochLoader):
     ``loader.sampler.set_epoch``) for scripts written for ``DistributedSampler``.
 
     Args:
-        images: an ImageFolder-style root (``<root>/<class>/<image>``) or a text file listing image paths
-            (relative to the file's directory, optionally followed by a label).
+        images: an ImageFolder-style root (``<root>/<class>/<image>``), a text file listing image paths
+            (relative to the file's directory, optionally followed by a label), or webdataset shards (a directory of
+            ``.tar`` files, ``train-{000000..000127}.tar``, a glob, a wids ``shardindex.json`` or a list of tar
+            paths; epochs are then read tar by tar: docs/SHARDS.md).
         store: the label store (a ``LabelStore``, or its path or fsspec URL) holding a map for each image,
             matched by relative path. (``labels=`` is its deprecated name.)
         batch_size: images per batch (per process when distributed), a positive int.
@@ -120,13 +122,13 @@ class ReLabelLoader(EpochLoader):
                       DeprecationWarning, stacklevel=2)
         return self.target_config.transpose_box
 
-    def _build_pipeline(self, file_list: str, epoch: int, names: tuple[str, ...]):
-        from ..pipelines import FileReader, relabel_train_pipeline
+    def _build_pipeline(self, reader, epoch: int, names: tuple[str, ...]):
+        from ..pipelines import relabel_train_pipeline
 
         seed = self.augment_seed(epoch)
         return relabel_train_pipeline(
             batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id, seed=seed,
-            prefetch_queue_depth=self.prefetch, reader=FileReader(str(self.images.root), file_list=file_list),
+            prefetch_queue_depth=self.prefetch, reader=reader,
             bank=self.bank, augment=self.augment, target_config=self.target_config, device=self.device,
             outputs=names, missing="onehot" if self.num_missing else "error", augment_seed=seed)
 

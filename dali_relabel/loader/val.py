@@ -29,7 +29,8 @@ class ReLabelValLoader(EpochLoader):
     count ``valid`` images (``labels[valid]``) for exact metrics under DDP.
 
     Args:
-        images: an ImageFolder-style root or an image list (as for ``ReLabelLoader``).
+        images: an ImageFolder-style root, an image list or webdataset shards (as for ``ReLabelLoader``; shards
+            are read in their stored order, labels without a store from their ``.cls`` members).
         store: the label store of these images (path, URL or ``LabelStore``), or None: labels are then the class
             folders' indices (or the list's labels).
         batch_size: images per batch (per process), a positive int.
@@ -89,12 +90,12 @@ class ReLabelValLoader(EpochLoader):
         """Images per epoch, all ranks together (each exactly once)."""
         return len(self.data)
 
-    def _build_pipeline(self, file_list: str, epoch: int, names: tuple[str, ...]):
-        from ..pipelines import FileReader, relabel_val_pipeline
+    def _build_pipeline(self, reader, epoch: int, names: tuple[str, ...]):
+        from ..pipelines import relabel_val_pipeline
 
         return relabel_val_pipeline(
             batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id, seed=0,
-            prefetch_queue_depth=self.prefetch, reader=FileReader(str(self.images.root), file_list=file_list),
+            prefetch_queue_depth=self.prefetch, reader=reader,
             bank=self.bank, config=self.config, target_config=self.target_config, device=self.device, outputs=names,
             missing="onehot" if self.num_missing else "error")
 

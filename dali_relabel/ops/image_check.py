@@ -113,3 +113,35 @@ def _bisect(decoder: _Decoder, items: list[tuple[str, np.ndarray]], bad: list[tu
     mid = len(items) // 2
     _bisect(decoder, items[:mid], bad)
     _bisect(decoder, items[mid:], bad)
+
+
+def undecodable_members(names: Sequence[str], read, *, batch_size: int = 32, num_threads: int = 2,
+                        progress: bool = True) -> list[tuple[str, str]]:
+    """As :func:`undecodable_images`, for encoded images that are not files of their own (e.g. members of tar
+    shards): image ``i`` is named ``names[i]`` and its bytes are ``read(i)``.
+
+    Returns:
+        ``[(name, reason)]`` for each image that cannot be read or decoded, in input order.
+    """
+    from tqdm import tqdm
+
+    decoder = _Decoder(batch_size, num_threads)
+    bad: list[tuple[str, str]] = []
+    bar = tqdm(total=len(names), unit="img", desc="decoding images (DALI CPU)", disable=not progress, file=sys.stderr)
+    for start in range(0, len(names), batch_size):
+        encoded = []
+        for i in range(start, min(start + batch_size, len(names))):
+            try:
+                data = read(i)
+            except OSError as e:
+                bad.append((names[i], f"cannot be read: {e.strerror or e}"))
+                continue
+            if not data:
+                bad.append((names[i], "empty member"))
+                continue
+            encoded.append((names[i], np.frombuffer(data, np.uint8)))
+        _bisect(decoder, encoded, bad)
+        bar.update(min(batch_size, len(names) - start))
+    bar.close()
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(bad, key=lambda item: order[item[0]])

@@ -337,3 +337,17 @@ def test_batches_never_straddle_blocks_and_cut_each_block_the_same_way(n, block_
     for b in blocks:
         alone = _batches_by_block(geometry, keys, [b], batch_size)[1]
         assert alone == [x for x in batches if x[0] == b]
+
+
+def test_two_torchrun_nodes_write_the_same_store_on_object_storage(reference, image_tree, tmp_path):
+    """torchrun --nnodes 2 (simulated on localhost: two launchers, --node-rank 0 and 1), the store at an fsspec URL
+    (fsspec's local file system configured to need no directories, as an object store; zarr goes through its
+    fsspec store, as for s3://): the same store as one process's."""
+    from multinode_util import torchrun_nodes
+
+    url = f"local://{tmp_path / 'bucket' / 'store.zarr'}"
+    outputs = torchrun_nodes(2, 1, ["-m", "dali_relabel.annotate", "--images", str(image_tree), "--out", url,
+                                    *CLI_ARGS], tmp_path)
+    text = "".join(outputs)
+    assert "rank 0 of 2: annotated 8 images in 2 blocks" in text and "rank 1 of 2: annotated 7 images in 2 blocks" in text
+    assert_identical(LabelStore.open(url), reference)

@@ -51,7 +51,9 @@ def write_markdown(report: dict, judgements: dict[str, str], path: Path) -> Path
              f"Commit `{report['commit']}`, {report['tool']}; {report['lines_per_module']} source lines sampled per "
              f"module (one random mutant each, seed {report['seed']}; 0 = every line); operators excluded: "
              f"{', '.join(report['excluded_operators'])}; mutants inside type annotations skipped (never "
-             "evaluated). Score = killed / (run − incompetent − equivalent). How to read: docs/MUTATION.md.", "",
+             "evaluated). Score = killed / (run − incompetent − equivalent). How to read: docs/MUTATION.md."
+             + (f" **After**: the same sample as {report['rerun_of']}, its survivors rerun once tests were added "
+                "(the others keep their outcome)." if report.get("rerun_of") else ""), "",
              "| module | mutants (eligible) | run | killed | timeout | survived | equivalent | incompetent | score | "
              "time |", "|---|---|---|---|---|---|---|---|---|---|"]
     survivors = []

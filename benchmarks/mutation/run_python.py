@@ -58,7 +58,8 @@ MODULES = {
     "naver_import": Module(("dali_relabel/store/naver_import.py",), ("tests/store/test_naver_import.py",)),
     "loader": Module(("dali_relabel/loader",),
                      ("tests/training/test_loader.py", "tests/training/test_loader_args.py",
-                      "tests/training/test_loader_epochs.py", "tests/training/test_epochs.py")),
+                      "tests/training/test_loader_epochs.py", "tests/training/test_epochs.py",
+                      "tests/training/test_grouped_order.py", "tests/training/test_shard_loader.py")),
     "mix": Module(("dali_relabel/mix.py",), ("tests/training/test_mix.py",)),
     "pipelines": Module(("pipelines",), ("tests/pipelines", "tests/annotate/test_annotate_pipeline.py",
                                          "tests/training/test_loader.py")),
@@ -205,6 +206,8 @@ def run_module(name: str, module: Module, copy: Path, work: Path, lines: int, se
     if previous is not None:
         mutants = sorted([m for m in previous["mutants"] if m["outcome"] != "survived"] + mutants,
                          key=lambda r: (r["file"], r["line"], r["operator"]))
+    if previous is not None:  # the sample's counts stay those of the first run
+        counts = {**previous["counts"], "rerun": counts}
     return {"sources": list(module.sources), "tests": list(module.tests), "counts": counts,
             "baseline_s": round(baseline, 1), "run_s": round(time.monotonic() - t0, 1), "mutants": mutants}
 

@@ -9,8 +9,8 @@ module's test files (``pytest -x``: the first failure kills it) in a throwaway c
 (``copy_tree.py``), and writes one JSON file (every mutant with its diff and outcome) and a markdown report
 (score per module, every survivor with its judgement from ``judgements.json``) under ``benchmarks/results/``.
 
-Run (about 30 min with the defaults on 2 cores):
-    .venv/bin/python benchmarks/mutation/run_python.py [--lines 20] [--modules store,bank] [--seed 0]
+Run (about 30 min with the defaults on 2 busy cores: ~30 s per mutant):
+    .venv/bin/python benchmarks/mutation/run_python.py [--lines 10] [--modules store,bank] [--seed 0]
     .venv/bin/python benchmarks/mutation/run_python.py --rerun-survivors results/mutation-python-DATE.json
     .venv/bin/python benchmarks/mutation/run_python.py --report-only results/mutation-python-DATE.json
 
@@ -215,7 +215,7 @@ def run_module(name: str, module: Module, copy: Path, work: Path, lines: int, se
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modules", default=",".join(MODULES), help="comma-separated, from: " + ", ".join(MODULES))
-    parser.add_argument("--lines", type=int, default=20, help="source lines sampled per module (0: every line)")
+    parser.add_argument("--lines", type=int, default=10, help="source lines sampled per module (0: every line)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON path (default results/mutation-python-<date>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (its path is printed)")

@@ -92,6 +92,15 @@ def _epoch_bench(d: dict) -> str:
             f"({c['device']}, {c['steps_per_epoch']} batches per epoch)")
 
 
+def _augment_bench(d: dict) -> str:
+    c, rows = d["config"], {r["method"]: r for r in d["rows"]}
+    ours = rows["relabel_timm"]
+    return (f"timm's augmentations ({c['recipe']['auto_augment']}, erasing {c['recipe']['re_mode']}) in DALI: "
+            f"{ours['img_per_s']:.0f} img/s = **{ours['vs_timm_pil']:.2f}×** timm's PIL DataLoader, "
+            f"{ours['vs_relabel']:.2f}× ReLabelLoader without them ({c['device']}, B={c['batch']}, "
+            f"{c['threads_or_workers']} threads = workers; load average {c['load_average_before'][0]:.1f})")
+
+
 def _shard_bench(d: dict) -> str:
     c, rows = d["config"], {r["what"]: r for r in d["rows"]}
     loader, reader = rows["loader"], rows["reader"]
@@ -101,7 +110,8 @@ def _shard_bench(d: dict) -> str:
             f"B={c['batch']}, {c['rounds']} rounds)")
 
 
-HEADLINES = {"build_bench": _build_bench, "shard_bench": _shard_bench, "epoch_bench": _epoch_bench, "op_bench": _op_bench,
+HEADLINES = {"augment_bench": _augment_bench, "build_bench": _build_bench, "shard_bench": _shard_bench,
+             "epoch_bench": _epoch_bench, "op_bench": _op_bench,
              "loader_bench": _loader_bench, "store_bench": _store_bench,
              "annotate": _annotate, "kd_overhead": _kd_overhead}
 

@@ -27,6 +27,7 @@ import numbers
 import warnings
 from typing import Any, Mapping
 
+from .augment_spec import ERASE_MODES, color_jitter_factors, parse_auto_augment
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # Output image dtypes, by canonical name; the aliases are torch's names for the same types.
@@ -35,6 +36,8 @@ _DTYPE_ALIASES = {"float": "float32", "half": "float16"}
 MEMORY_FORMATS = ("contiguous", "channels_last")
 # Resampling filters, by the names torchvision and timm use (DALI's INTERP_* in pipelines/image.py).
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "triangular")
+# Training crops may also draw bilinear or bicubic per image (timm's "random", its train.py default).
+TRAIN_INTERPOLATIONS = (*INTERPOLATIONS, "random")
 LABEL_TYPES = ("localized_multi", "localized_single", "global_multi", "global_single")
 BANK_MEMORY = ("device", "host")
 
@@ -161,9 +164,11 @@ class ImageConfig:
     dtype: str = "float32"
     memory_format: str = "contiguous"
 
+    INTERPOLATIONS = INTERPOLATIONS   # (a class constant, not a field)
+
     def __post_init__(self):
         self._set("crop_size", check_int("crop_size", self.crop_size, low=1))
-        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("interpolation", self.interpolation, self.INTERPOLATIONS)
         mean, std = _normalization(self.mean, self.std)
         self._set("mean", mean)
         self._set("std", std)
@@ -190,24 +195,64 @@ class ImageConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig(ImageConfig):
-    """Training images: a random-resized-crop of each image, flipped with ``flip_prob``, resized to ``crop_size``.
+    """Training images: a random-resized-crop of each image, flipped with ``flip_prob``, resized to ``crop_size``,
+    then (all off by default) timm's augmentations, in timm's order (docs/TIMM.md).
 
     Attributes:
         area: range of the crop's area as a fraction of the image's, ``0 < min <= max <= 1``.
         aspect: range of the crop's aspect ratio (width / height), ``0 < min <= max``.
         flip_prob: probability of a horizontal flip, in ``[0, 1]`` (the target is the same: the box is).
+        interpolation: as for :class:`ImageConfig`, or "random": bilinear or bicubic per image (timm's "random").
+        auto_augment: a timm RandAugment / AutoAugment string (``"rand-m9-mstd0.5-inc1"``, ``"original"``, ...;
+            needs timm), or None. Applied to the resized crop; the target stays the crop box's.
+        color_jitter: torchvision's ColorJitter strength, a number (brightness = contrast = saturation) or
+            (brightness, contrast, saturation[, hue = 0]); None or 0: off. Applied in a random order per image.
+        color_jitter_prob: apply the colour jitter to an image with this probability (None: always).
+        grayscale_prob: probability of converting an image to grayscale (torchvision's RandomGrayscale).
+        blur_prob: probability of a Gaussian blur, 23-pixel kernel, sigma uniform in [0.1, 2] (timm's
+            ``gaussian_blur_prob``).
+        erase_prob: probability of random erasing (timm's ``re_prob``), after normalization.
+        erase_mode: erased pixels: "const" (0 after normalization: the mean colour), "rand" (one N(0, 1) value per
+            channel and region) or "pixel" (N(0, 1) per pixel) — timm's ``re_mode``.
+        erase_count: up to this many erased regions per image (the count uniform in 1..erase_count; timm's
+            ``re_count``).
         (and the output settings of :class:`ImageConfig`)
     """
 
     area: tuple[float, float] = (0.08, 1.0)
     aspect: tuple[float, float] = (3 / 4, 4 / 3)
     flip_prob: float = 0.5
+    auto_augment: str | None = None
+    color_jitter: float | tuple[float, ...] | None = None
+    color_jitter_prob: float | None = None
+    grayscale_prob: float = 0.0
+    blur_prob: float = 0.0
+    erase_prob: float = 0.0
+    erase_mode: str = "const"
+    erase_count: int = 1
+
+    INTERPOLATIONS = TRAIN_INTERPOLATIONS
 
     def __post_init__(self):
         super().__post_init__()
         self._set("area", check_range("area", self.area, low=0.0, high=1.0, what="0 < min <= max <= 1"))
         self._set("aspect", check_range("aspect", self.aspect, low=0.0, high=None, what="0 < min <= max"))
         self._set("flip_prob", check_float("flip_prob", self.flip_prob, low=0.0, high=1.0))
+        if self.auto_augment is not None:
+            parse_auto_augment(self.auto_augment)
+        self._set("color_jitter", color_jitter_factors(self.color_jitter))
+        if self.color_jitter_prob is not None:
+            self._set("color_jitter_prob", check_float("color_jitter_prob", self.color_jitter_prob, low=0.0,
+                                                       high=1.0))
+        for name in ("grayscale_prob", "blur_prob", "erase_prob"):
+            self._set(name, check_float(name, getattr(self, name), low=0.0, high=1.0))
+        check_choice("erase_mode", self.erase_mode, ERASE_MODES)
+        self._set("erase_count", check_int("erase_count", self.erase_count, low=1))
+
+    @property
+    def auto_augment_spec(self):
+        """The parsed ``auto_augment`` (``augment_spec.AutoAugmentSpec``), or None."""
+        return None if self.auto_augment is None else parse_auto_augment(self.auto_augment)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,5 +355,5 @@ def split_settings(owner: str, settings: Mapping[str, Any], configs: Mapping[str
 
 
 __all__ = ["AugmentConfig", "BANK_MEMORY", "DTYPES", "EvalConfig", "INTERPOLATIONS", "ImageConfig", "LABEL_TYPES",
-           "MEMORY_FORMATS", "TargetConfig", "canonical_dtype", "canonical_memory_format", "check_bool",
+           "MEMORY_FORMATS", "TRAIN_INTERPOLATIONS", "TargetConfig", "canonical_dtype", "canonical_memory_format", "check_bool",
            "check_choice", "check_float", "check_int", "check_range", "split_settings"]

@@ -12,6 +12,7 @@ DataLoader contract: every epoch is a fresh, complete one, also after ``--max-it
 ``DIR`` holds ``train/`` and ``val/`` in ImageFolder layout (``<split>/<class>/<image>``). On a GPU the
 step uses mixed precision and channels_last; the ReLabel loaders decode with nvJPEG and compute the
 targets on the GPU (on a CPU-only machine they run everything on the CPU: ``device="auto"``).
+``--real-json real.json`` (or ``--real-json timm``: the copy timm ships) also reports ImageNet-ReaL top-1.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import torchvision.transforms as T
 from torch import nn
 
 from dali_relabel import ReLabelLoader, ReLabelValLoader  # ReLabel
+from dali_relabel.metrics import ReaLAccuracy
 from dali_relabel.training import train_step
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+KEYED = ("images", "labels", "keys")   # validation batches carry the images' file names (ImageNet-ReaL)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +49,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--print-freq", type=int, default=100)
     ap.add_argument("--max-iters", type=int, default=None, help="stop each epoch after this many iterations")
     ap.add_argument("--val-iters", type=int, default=None, help="validate on this many batches only")
+    ap.add_argument("--real-json", default=None,
+                    help="ImageNet-ReaL labels (real.json, or 'timm' for timm's copy): report ReaL top-1 too")
     return ap.parse_args(argv)
+
+
+class ImageFolderWithKeys(torchvision.datasets.ImageFolder):
+    """ImageFolder whose samples also carry their path relative to the root (ReaL labels go by file name)."""
+
+    def __getitem__(self, index):
+        image, label = super().__getitem__(index)
+        return image, label, os.path.relpath(self.samples[index][0], self.root)
 
 
 def standard_train_loader(traindir: str, args: argparse.Namespace, cuda: bool) -> torch.utils.data.DataLoader:
@@ -58,25 +71,39 @@ def standard_train_loader(traindir: str, args: argparse.Namespace, cuda: bool) -
 
 
 def standard_val_loader(valdir: str, args: argparse.Namespace, cuda: bool) -> torch.utils.data.DataLoader:
-    """The usual torchvision validation data: resize 256, centre crop 224, normalize; hard labels."""
+    """The usual torchvision validation data: resize 256, centre crop 224, normalize; hard labels (and file names)."""
     transform = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
-    return torch.utils.data.DataLoader(torchvision.datasets.ImageFolder(valdir, transform),
+    return torch.utils.data.DataLoader(ImageFolderWithKeys(valdir, transform),
                                        batch_size=args.batch_size, num_workers=args.workers, pin_memory=cuda)
 
 
+def real_metric(path: str | None, valdir: str) -> ReaLAccuracy | None:
+    """ImageNet-ReaL labels of the validation images (checked now: every image must have an entry)."""
+    if path is None:
+        return None
+    real = ReaLAccuracy.from_timm() if path == "timm" else ReaLAccuracy(path)
+    real.check_keys([os.path.relpath(p, valdir) for p, _ in torchvision.datasets.ImageFolder(valdir).samples])
+    return real
+
+
 @torch.no_grad()
-def validate(model: nn.Module, loader, device: torch.device, max_iters: int | None) -> float:
-    """Top-1 accuracy (%) on the validation loader."""
+def validate(model: nn.Module, loader, device: torch.device, max_iters: int | None,
+             real: ReaLAccuracy | None = None) -> tuple[float, dict | None]:
+    """Top-1 accuracy (%) on the validation loader, and the ReaL accuracy when ``real`` labels are given."""
     model.eval()
     correct = seen = 0
-    for i, (images, labels) in enumerate(loader):
+    if real is not None:
+        real.reset()
+    for i, (images, labels, keys) in enumerate(loader):
         if max_iters is not None and i >= max_iters:
             break
         logits = model(images.to(device, non_blocking=True))
         correct += (logits.argmax(1).cpu() == labels.cpu()).sum().item()
         seen += len(labels)
+        if real is not None:
+            real.update(logits, keys)
     model.train()
-    return 100.0 * correct / max(seen, 1)
+    return 100.0 * correct / max(seen, 1), None if real is None else real.compute()
 
 
 def main(argv=None) -> dict:
@@ -90,7 +117,8 @@ def main(argv=None) -> dict:
     # standard: train_loader = standard_train_loader(traindir, args, cuda)
     train_loader = ReLabelLoader(traindir, args.labels, args.batch_size, num_threads=args.workers)  # ReLabel
     # standard: val_loader = standard_val_loader(valdir, args, cuda)
-    val_loader = ReLabelValLoader(valdir, None, args.batch_size, num_threads=args.workers)  # ReLabel
+    val_loader = ReLabelValLoader(valdir, None, args.batch_size, num_threads=args.workers, outputs=KEYED)  # ReLabel
+    real = real_metric(args.real_json, valdir)
 
     model = torchvision.models.get_model(args.arch, weights=None, num_classes=num_classes).to(device)
     if cuda:
@@ -101,7 +129,7 @@ def main(argv=None) -> dict:
     scaler = torch.amp.GradScaler("cuda") if cuda else None
 
     model.train()
-    loss, acc1, iterations = torch.tensor(math.nan), math.nan, 0
+    loss, acc1, real_acc, iterations = torch.tensor(math.nan), math.nan, None, 0
     for epoch in range(args.epochs):
         t0, seen = time.perf_counter(), 0
         for i, (images, targets) in enumerate(train_loader):
@@ -116,9 +144,11 @@ def main(argv=None) -> dict:
                 print(f"epoch {epoch} iter {i}: loss {loss.item():.4f}, "
                       f"{seen / (time.perf_counter() - t0):.0f} img/s", flush=True)
         scheduler.step()
-        acc1 = validate(model, val_loader, device, args.val_iters)
-        print(f"epoch {epoch}: train loss {loss.item():.4f}, val top-1 {acc1:.2f}%", flush=True)
-    return {"iterations": iterations, "train_loss": loss.item(), "val_top1": acc1}
+        acc1, real_acc = validate(model, val_loader, device, args.val_iters, real)
+        extra = "" if real_acc is None else (f", ReaL top-1 {real_acc['real_top1']:.2f}% "
+                                             f"({real_acc['real_images']} images)")
+        print(f"epoch {epoch}: train loss {loss.item():.4f}, val top-1 {acc1:.2f}%{extra}", flush=True)
+    return {"iterations": iterations, "train_loss": loss.item(), "val_top1": acc1, "val_real": real_acc}
 
 
 if __name__ == "__main__":

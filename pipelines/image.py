@@ -31,9 +31,15 @@ def decode(jpegs, *, device: str):
     return fn.decoders.image(jpegs, device=decoder_device(device), output_type=types.RGB)
 
 
-def resize_square(images, config: ImageConfig):
-    """Resizes each image to ``crop_size × crop_size`` (the random-resized-crop's final step)."""
-    return fn.resize(images, size=[config.crop_size, config.crop_size], interp_type=INTERP_TYPES[config.interpolation])
+def resize_square(images, config: ImageConfig, *, interp=None):
+    """Resizes each image to ``crop_size × crop_size`` (the random-resized-crop's final step).
+
+    ``interp``: a per-sample filter (``interpolation="random"``: see ``pipelines.augment.crop_interpolation``),
+    or None for the config's.
+    """
+    if interp is None:
+        interp = INTERP_TYPES[config.interpolation]
+    return fn.resize(images, size=[config.crop_size, config.crop_size], interp_type=interp)
 
 
 def resize_shorter(images, size: int, config: ImageConfig):

@@ -12,6 +12,7 @@ from dali_relabel.normalization import IMAGENET_MEAN, IMAGENET_STD
 from dali_relabel.ops import load_plugin
 from dali_relabel.store.bank import LabelBank
 
+from .augment import augment_crops, crop_interpolation, erase_crops, needs_conditionals
 from .crop import random_resized_crop_box
 from .image import decode_window, normalize, resize_square
 from .reader import READER_NAME, FileReader, split_pipeline_args
@@ -69,6 +70,8 @@ def relabel_train_pipeline(*, reader: FileReader | None = None, bank: LabelBank 
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {TRAIN_OUTPUTS}")
     if bank is None and {"targets", "labels"} & set(outputs):
         raise ValueError("the targets and labels outputs need a label bank (bank=...)")
+    if needs_conditionals(augment):   # per-sample op choices (RandAugment, colour jitter order, ...)
+        pipeline_args["enable_conditionals"] = True
     return _train_graph(reader=reader, bank=None if bank is None else as_bank(bank), augment=augment,
                         target_config=target_config, device=device, outputs=tuple(outputs), missing=missing,
                         check_images=check_images, augment_seed=augment_seed, **pipeline_args)
@@ -83,9 +86,14 @@ def _train_graph(*, reader: FileReader, bank: LabelBank | None, augment: Augment
         jpegs = fn.relabel.check_image(jpegs)
     anchor, shape, rel_start, rel_end = random_resized_crop_box(jpegs, area=augment.area, aspect=augment.aspect,
                                                                 seed=_op_seed(augment_seed, 1))
-    images = resize_square(decode_window(jpegs, anchor, shape, device=device), augment)
+    def seed(stream: int) -> int:
+        return _op_seed(augment_seed, stream)
+
+    images = resize_square(decode_window(jpegs, anchor, shape, device=device), augment,
+                           interp=crop_interpolation(augment, seed))
+    images = augment_crops(images, augment, device=device, seed=seed)     # (timm's; all off by default)
     mirror = fn.random.coin_flip(probability=augment.flip_prob, seed=_op_seed(augment_seed, 2))
-    images = normalize(images, augment, mirror=mirror)
+    images = erase_crops(normalize(images, augment, mirror=mirror), augment, device=device, seed=seed)
     named = {"images": lambda: images, "rows": lambda: fn.reshape(rows, shape=[]),
              "boxes": lambda: fn.cat(rel_start, rel_end), "mirror": lambda: fn.cast(mirror, dtype=types.INT32)}
     if {"targets", "labels"} & set(outputs):

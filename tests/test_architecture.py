@@ -21,13 +21,14 @@ PIPELINES = REPO / "pipelines"
 LAYERS = {
     "dali_relabel.fs": 0, "dali_relabel.distributed": 0, "dali_relabel.normalization": 0,
     "dali_relabel.image_folder": 0, "dali_relabel.lazy_exports": 0, "dali_relabel.config": 0,
-    "dali_relabel.errors": 0, "dali_relabel._version": 0, "dali_relabel.shards": 0,
+    "dali_relabel.augment_spec": 0, "dali_relabel.errors": 0, "dali_relabel._version": 0, "dali_relabel.shards": 0,
     "dali_relabel.store": 1,
     "dali_relabel.ops": 2,
     "dali_relabel.pipelines": 3,
     "dali_relabel.loader": 4, "dali_relabel.mix": 4, "dali_relabel.training": 4, "dali_relabel.annotate": 4,
     "dali_relabel.verify": 4, "dali_relabel.verify_shards": 4, "dali_relabel.crop_stats": 4, "dali_relabel.testing": 4,
     "dali_relabel.metrics": 4, "dali_relabel.label_view": 4,
+    "dali_relabel.timm": 4,   # the timm integration (loader factory, Mixup): optional, needs timm
     "dali_relabel.cli": 5, "dali_relabel.annotate.__main__": 5,  # entry points: the command line
     "dali_relabel": 6,  # the package's own __init__ (lazy re-exports)
 }

@@ -15,7 +15,7 @@ from ..config import EvalConfig, TargetConfig, check_choice, check_int, split_se
 from .base import EpochLoader
 from .dataset import MISSING, LabeledImages
 
-VAL_LOADER_OUTPUTS = ("images", "labels", "targets", "boxes", "rows", "keys", "valid")
+VAL_LOADER_OUTPUTS = ("images", "labels", "targets", "boxes", "rows", "keys", "valid", "real")
 _NEED_STORE = ("targets", "boxes", "rows")
 
 
@@ -37,12 +37,16 @@ class ReLabelValLoader(EpochLoader):
         device: "auto" (default), "gpu" or "cpu", as for ``ReLabelLoader``.
         outputs: in order, from ``images`` [B, 3, crop, crop], ``labels`` [B] int64, ``targets`` [B, C] float32
             (the soft target of the central crop's box), ``boxes`` [B, 4] (that box, normalized (y0, x0, y1, x1)),
-            ``rows`` [B] int64 store rows — these three need a store — ``keys`` (relative paths) and ``valid``
-            [B] bool.
+            ``rows`` [B] int64 store rows — these three need a store — ``keys`` (relative paths), ``valid``
+            [B] bool, and ``real`` [B, num_classes] bool: the images' ImageNet-ReaL label sets (needs
+            ``real_labels``; for ``ReaLAccuracy.update(logits, label_mask=real)``).
         config: an ``EvalConfig`` (crop_size, crop_pct, interpolation, mean, std, dtype, memory_format), or its
             fields as keywords (``crop_size=224, crop_pct=0.875``): resize the shorter side to
             ``floor(crop_size / crop_pct)`` (timm's rule), then centre-crop ``crop_size``.
         target_config: how ``targets`` are pooled (or its fields as keywords), as for ``ReLabelLoader``.
+        real_labels: the ImageNet-ReaL labels of the images for the ``real`` output: a ``real.json`` path,
+            ``"timm"`` (timm's copy), a mapping file name → classes, or a ``ReaLAccuracy``; every image must have
+            an entry (checked here, by file name).
         missing, num_classes, num_threads, device_id, shard_id, num_shards, bank_dir, prefetch: as for
             ``ReLabelLoader``.
     """
@@ -56,7 +60,7 @@ class ReLabelValLoader(EpochLoader):
                  num_classes: int | None = None, config: EvalConfig | None = None,
                  target_config: TargetConfig | None = None, num_threads: int = 4, device_id: int | None = None,
                  shard_id: int | None = None, num_shards: int | None = None,
-                 bank_dir: str | os.PathLike | None = None, prefetch: int = 2, **settings):
+                 bank_dir: str | os.PathLike | None = None, prefetch: int = 2, real_labels=None, **settings):
         if batch_size is None:
             raise TypeError("ReLabelValLoader: batch_size is required (a positive int)")
         configs = split_settings(self.OWNER, settings, {"config": config or EvalConfig,
@@ -69,8 +73,17 @@ class ReLabelValLoader(EpochLoader):
         if store is None and set(_NEED_STORE) & set(outputs):
             raise ValueError(f"ReLabelValLoader: the outputs {', '.join(o for o in outputs if o in _NEED_STORE)} "
                              f"need a label store (store=...)")
+        if ("real" in outputs) != (real_labels is not None):
+            raise ValueError("ReLabelValLoader: the 'real' output and real_labels= (ImageNet-ReaL's real.json) go "
+                             "together: " + ("give real_labels=" if real_labels is None else "add 'real' to outputs"))
         data = LabeledImages.match(self.OWNER, images, store, missing=self.missing, num_classes=num_classes,
                                    need_labels="labels" in outputs)
+        self.real = None
+        if real_labels is not None:
+            from ..metrics import as_real_accuracy
+
+            self.real = as_real_accuracy(real_labels)
+            self.real.check_keys(data.keys)
         self._setup(data=data, image_config=self.config, batch_size=batch_size, outputs=outputs, device=device,
                     seed=0, shuffle=False, last_batch="partial", num_threads=num_threads, device_id=device_id,
                     shard_id=shard_id, num_shards=num_shards, prefetch=prefetch)
@@ -84,6 +97,11 @@ class ReLabelValLoader(EpochLoader):
                           f"{self.batch_size} leave {rest} images for the last step: ranks {rest}.."
                           f"{self.num_shards - 1} read one repeated image there to stay in step; count the 'valid' "
                           f"output's images for exact metrics", stacklevel=2)
+
+    def _host_output(self, name: str, samples, valid):
+        if name == "real":
+            return self.real.label_mask(self._host_output("keys", samples, valid), self.num_classes)
+        return super()._host_output(name, samples, valid)
 
     @property
     def num_samples(self) -> int:

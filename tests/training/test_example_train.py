@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import requires_gpu
+from example_util import imagenet_style_val, load, other_variant
 
 from dali_relabel.testing.demo_dataset import build_demo_dataset
 
@@ -19,20 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_imagenet.py"
 
 def standard_variant(source: str) -> str:
     """The plain-PyTorch script: drop the lines marked `# ReLabel`, uncomment the `# standard:` lines."""
-    out = []
-    for line in source.splitlines(keepends=True):
-        if line.rstrip().endswith("# ReLabel"):
-            continue
-        m = re.match(r"^(\s*)# standard: (.*)$", line)
-        out.append(f"{m.group(1)}{m.group(2)}\n" if m else line)
-    return "".join(out)
-
-
-def load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return other_variant(source, prefix="standard")
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +100,32 @@ def test_relabel_variant_on_the_gpu(data, monkeypatch):
     for targets in seen:
         assert targets.device.type == "cuda" and targets.shape == (4, len(demo.class_names))
         torch.testing.assert_close(targets.sum(1), torch.ones(4, device="cuda"))
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")   # (training is stubbed out)
+def test_relabel_variant_reports_real_next_to_top1(data, monkeypatch, capsys, tmp_path):
+    """--real-json: with each image's ReaL set = {its folder class}, ReaL top-1 is the plain top-1 exactly (the same
+    predictions, counted the same way); the images with an empty set are left out (the ReaL convention)."""
+    import json
+
+    root, demo = data
+    val_root = tmp_path / "imagenet"
+    truth = imagenet_style_val(demo, val_root)
+    (val_root / "train").symlink_to(demo.images, target_is_directory=True)
+    real_json = tmp_path / "real.json"
+    real_json.write_text(json.dumps([[c] for c in truth]))
+    module = load(SCRIPT, "train_imagenet_real")
+    monkeypatch.setattr(module, "train_step", lambda *a, **k: torch.tensor(1.0))
+    argv = [str(val_root), "--labels", str(demo.labels), "--arch", "mobilenet_v3_small", "--epochs", "1", "-b", "8",
+            "-j", "2",
+            "--max-iters", "1", "--real-json", str(real_json)]
+    result = module.main(argv)
+    assert result["val_real"]["real_images"] == len(truth) == 40
+    assert result["val_real"]["real_top1"] == pytest.approx(result["val_top1"])
+    assert re.search(r"val top-1 [\d.]+%, ReaL top-1 [\d.]+% \(40 images\)", capsys.readouterr().out)
+    real_json.write_text(json.dumps([list(range(len(demo.class_names))) if n % 2 else [] for n in range(40)]))
+    result = module.main(argv)
+    assert result["val_real"] == {"real_top1": 100.0, "real_images": 20, "real_excluded": 20}
+    real_json.write_text(json.dumps([[0]] * 39))     # one image short: refused before training
+    with pytest.raises(KeyError, match=r"1 of 40 images have no ReaL labels"):
+        module.main(argv)

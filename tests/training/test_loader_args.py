@@ -57,7 +57,8 @@ BAD = [  # (keyword, value, exception, message)
     ("num_shards", 0, ValueError, r"num_shards must be an integer >= 1, got 0"),
     ("num_classes", 0, ValueError, r"num_classes must be an integer >= 1, got 0"),
     ("crop", 224, TypeError, r"ReLabelLoader got an unexpected keyword argument 'crop'; settings accepted by "
-                             r"keyword: area, aspect, bank_memory, crop_size"),
+                             r"keyword: area, aspect, auto_augment, bank_memory, blur_prob, color_jitter, "
+                             r"color_jitter_prob, crop_size"),
 ]
 
 

@@ -26,6 +26,7 @@ import dataclasses
 import datetime
 import json
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -147,6 +148,14 @@ def select(db_path: Path, copy: Path, lines: int, seed: int, only: set | None = 
                 "sampled": len(chosen), **{k: len(v) for k, v in skip.items()}}
 
 
+_LOCAL_PATH = re.compile(r"/(?:[\w.+-]+/)+?(site-packages|tests|dali_relabel|pipelines)/")
+
+
+def redact(text: str) -> str:
+    """Test output without this machine's paths (the copy's, the environment's)."""
+    return _LOCAL_PATH.sub(r"<...>/\1/", text)
+
+
 def collect(db_path: Path, copy: Path) -> list[dict]:
     """Every mutant that ran: where, what, outcome, diff."""
     from cosmic_ray.work_db import WorkDB, use_db
@@ -165,7 +174,7 @@ def collect(db_path: Path, copy: Path) -> list[dict]:
             out.append({"file": str(m.module_path), "line": m.start_pos[0], "operator": m.operator_name,
                         "occurrence": m.occurrence, "outcome": outcome, "source": line.strip(),
                         "diff": result.diff or "",
-                        "output_tail": (result.output or "")[-1500:] if outcome != "killed" else ""})
+                        "output_tail": redact((result.output or "")[-1500:]) if outcome != "killed" else ""})
     return sorted(out, key=lambda r: (r["file"], r["line"], r["operator"]))
 
 

@@ -131,6 +131,22 @@ HEADLINES = {"augment_bench": _augment_bench, "build_bench": _build_bench, "shar
              "annotate": _annotate, "kd_overhead": _kd_overhead}
 
 
+def _mutation(d: dict) -> str:
+    """Killed / (killed + survived) per module, before equivalents are set aside (the .md next to it has those)."""
+    if d["benchmark"] == "mutation_cpp":
+        rows = d["mutants"] + d.get("kernels", [])
+        return f"C++ mutants killed {sum(r['outcome'] == 'killed' for r in rows)}/{len(rows)}"
+    parts = []
+    for name, mod in d["modules"].items():
+        out = [m["outcome"] for m in mod["mutants"]]
+        caught = out.count("killed") + out.count("timeout")
+        parts.append(f"{name} {caught}/{caught + out.count('survived')}")
+    return "killed: " + ", ".join(parts)
+
+
+HEADLINES.update(mutation_python=_mutation, mutation_cpp=_mutation)
+
+
 def hardware(m: dict) -> str:
     cpu = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
     return f"{m['gpu']} + {cpu}" if m.get("gpu") else f"{cpu}, no GPU"

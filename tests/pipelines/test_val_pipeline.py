@@ -55,6 +55,19 @@ def test_center_crop_and_class_labels(demo, tmp_path):
     assert np.abs(blocks(images[0]) - crop(8)).mean() > 1.5 * centred  # the test can tell a shifted crop
 
 
+def test_a_truncated_image_is_named(demo, tmp_path):
+    """check_images (the default) fails on a broken file naming it, as the training pipeline does."""
+    import shutil
+
+    shutil.copytree(demo.images, tmp_path / "images")
+    imgs = ImageList.from_folder(tmp_path / "images")
+    victim = tmp_path / "images" / imgs.keys[2]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    with pytest.raises(Exception, match=f"relabel.check_image: '{imgs.keys[2]}': truncated JPEG"):
+        run(reader=FileReader(str(tmp_path / "images"), file_list=file_list(tmp_path, imgs.keys, imgs.labels)),
+            config=EvalConfig(crop_size=56, crop_pct=56 / 64))
+
+
 def test_central_box_targets_from_the_bank(demo, tmp_path):
     store = LabelStore.open(str(demo.labels))
     bank = store.materialize(cache_dir=tmp_path / "bank", progress=False)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import gc
 import json
 import os
+import types
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +15,7 @@ import zarr
 from store_util import create_store, fill, start_python
 
 from dali_relabel import LabelBank, LabelStore, fs
-from dali_relabel.errors import BankError
+from dali_relabel.errors import BankError, StoreWriteError
 from dali_relabel.store import bank as bank_module
 
 
@@ -144,6 +148,48 @@ def test_default_location_prefers_shm_when_it_fits(store, tmp_path, monkeypatch)
     assert fill_other.materialize(progress=False).path.parent == cache / "banks"
 
 
+def test_shm_needs_the_bank_plus_ten_percent_plus_the_margin(store, tmp_path, monkeypatch):
+    """/dev/shm is RAM: it is chosen only with 1.1 × the bank + 512 MiB free; one byte less, the cache dir."""
+    shm, cache = tmp_path / "shm" / "dali_relabel", tmp_path / "cache"
+    monkeypatch.setattr(bank_module, "SHM_DIR", shm)
+    (tmp_path / "shm").mkdir()
+    monkeypatch.setenv("DALI_RELABEL_CACHE", str(cache))
+    monkeypatch.delenv("DALI_RELABEL_BANK_DIR", raising=False)
+    # The bank's files: float16 scores and int16 classes per cell, int32 labels per sample.
+    nbytes = store.num_samples * store.height * store.width * store.k * (2 + 2) + 4 * store.num_samples
+    need = int(np.ceil(nbytes * 1.1)) + (512 << 20)
+    free = {"bytes": need - 1}
+    monkeypatch.setattr(bank_module, "_free_bytes", lambda path: free["bytes"])
+    assert store.materialize(progress=False).path.parent == cache / "banks"
+    other = create_store(tmp_path / "o.zarr", n=100, block_size=16, class_names=[f"w{i}" for i in range(50)])
+    fill(other, seed=3)
+    free["bytes"] = need
+    assert other.materialize(progress=False).path.parent == shm
+
+
+def test_free_space_is_asked_of_the_nearest_existing_directory(tmp_path, monkeypatch):
+    """The probe asks the directory itself when it exists, else its closest existing ancestor (not yet
+    created bank dirs are the common case); a filesystem that cannot answer counts as full."""
+    asked = []
+
+    def statvfs(path):  # as the OS's: no answer for a path that does not exist
+        asked.append(os.fspath(path))
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+        return types.SimpleNamespace(f_bavail=1000, f_frsize=4096)
+
+    monkeypatch.setattr(bank_module.os, "statvfs", statvfs)
+    assert bank_module._free_bytes(tmp_path) == 4096000 and asked == [str(tmp_path)]
+    asked.clear()
+    assert bank_module._free_bytes(tmp_path / "not" / "yet") == 4096000 and asked == [str(tmp_path)]
+
+    def fails(path):
+        raise OSError("statvfs not supported")
+
+    monkeypatch.setattr(bank_module.os, "statvfs", fails)
+    assert bank_module._free_bytes(tmp_path) == 0
+
+
 def test_environment_variable_and_argument_override(store, tmp_path, monkeypatch):
     monkeypatch.setenv("DALI_RELABEL_BANK_DIR", str(tmp_path / "env"))
     assert store.materialize(progress=False).path.parent == tmp_path / "env"
@@ -168,9 +214,101 @@ def test_open_errors(store, tmp_path):
     (bank.path / "bank.json").write_text(json.dumps(dict(meta, version=7)))
     with pytest.raises(BankError, match="version 7; expected 'dali_relabel.bank' version 2"):
         LabelBank.open(bank.path)
+    (bank.path / "bank.json").write_text(json.dumps(dict(meta, scores_dtype="<f8")))
+    with pytest.raises(BankError, match=rf"{bank.path}/bank.json says scores_dtype '<f8'; a bank holds float16 "
+                                        r"\('<f2'\) or float32 \('<f4'\) scores"):
+        LabelBank.open(bank.path, check="none")
     (bank.path / "bank.json").write_text("{not json")
     with pytest.raises(BankError, match=rf"{bank.path}/bank.json cannot be parsed"):
         LabelBank.open(bank.path)
+
+
+def test_unreadable_keys_and_an_uncreatable_bank_directory_are_named(store, tmp_path, monkeypatch):
+    bank = store.materialize(tmp_path / "banks", progress=False)  # keys.json is read on first use: damage it after
+    (bank.path / "keys.json").chmod(0o644)
+    (bank.path / "keys.json").write_text("[not json")
+    with pytest.raises(BankError, match=rf"LabelBank.keys: {bank.path / 'keys.json'} cannot be read "
+                                        r"\(JSONDecodeError: .*\); the bank is damaged"):
+        bank.keys
+    (bank.path / "keys.json").unlink()
+    with pytest.raises(BankError, match=r"keys.json cannot be read \(FileNotFoundError: .*\); the bank is damaged"):
+        bank.keys
+    # A bank directory that cannot be created (read-only file system: root ignores permission bits, hence the
+    # patch) is a StoreWriteError naming it, not a bare OSError.
+    read_only = tmp_path / "ro" / "banks"
+    mkdir = type(read_only).mkdir
+
+    def refuse(path, *args, **kwargs):
+        if path == read_only:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(read_only), "mkdir", refuse)
+    with pytest.raises(StoreWriteError, match=rf"cannot create the bank directory {read_only}: read-only file system "
+                                              rf"\({read_only}\); choose a writable location"):
+        store.materialize(read_only, progress=False)
+
+
+def test_a_new_bank_is_on_disk_before_it_is_shown_and_close_releases_its_files(store, tmp_path, monkeypatch):
+    """Every file of a new bank is fsynced before the directory appears under its name (a machine crash cannot
+    leave a visible but incomplete bank); close() gives back the handles open() keeps for check_files."""
+    synced = []
+    fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    monkeypatch.undo()
+    assert {"scores.npy", "classes.npy", "labels.npy", "keys.json", "bank.json"} <= set(synced)
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    opened = LabelBank.open(bank.path)
+    during = fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opened.close()
+        gc.collect()
+    assert during - fds() == 3  # the handles kept on the three .npy files (the mappings keep their own)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # closed, not dropped unclosed
+
+
+def test_progress_bar_only_when_asked(store, tmp_path, capfd):
+    store.materialize(tmp_path / "quiet", progress=False)
+    assert capfd.readouterr().err == ""
+    store.materialize(tmp_path / "loud", progress=True)
+    err = capfd.readouterr().err
+    assert f"materializing {store.url}" in err and "100/100" in err
+
+
+def test_open_check_levels_read_what_they_say(tmp_path):
+    """check="sampled" reads 64 windows per file, "full" every byte, "none" nothing: a byte changed between two
+    windows of a large file is seen by "full" only (each level checks what it names, not another)."""
+    store = create_store(tmp_path / "s.zarr", n=3000, block_size=512)
+    fill(store)
+    bank = store.materialize(tmp_path / "banks", progress=False)
+    scores = bank.path / "scores.npy"
+    window, windows = bank_module.SAMPLE_WINDOW_BYTES, bank_module.SAMPLE_WINDOWS
+    starts = [round(i * (scores.stat().st_size - window) / (windows - 1)) for i in range(windows)]
+    gap = next(s + window + 10 for s, t in zip(starts, starts[1:]) if t - s > window + 20)  # in no window
+    scores.chmod(0o644)
+    with open(scores, "r+b") as f:
+        f.seek(gap)
+        byte = f.read(1)[0]
+        f.seek(gap)
+        f.write(bytes([byte ^ 0xFF]))
+    LabelBank.open(bank.path)  # sampled (the default): the changed byte is in no window
+    LabelBank.open(bank.path, check="sampled")
+    LabelBank.open(bank.path, check="none")
+    with pytest.raises(BankError, match=rf"{scores} does not match its recorded digest \(modified after it was "
+                                        r"built\)"):
+        LabelBank.open(bank.path, check="full")
+    with pytest.raises(ValueError, match="check"):
+        LabelBank.open(bank.path, check="fast")
 
 
 def test_lookup_serves_the_materialized_store(store, tmp_path):

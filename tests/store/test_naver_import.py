@@ -166,6 +166,7 @@ def test_a_subset_of_imagenet_without_timm_has_unknown_labels(tmp_path, monkeypa
     report = import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", workers=1, progress=False)
     store = LabelStore.open(tmp_path / "s.zarr")
     assert store.num_classes == 1000 and (store.labels == -1).all() and store.class_names is None
+    assert store.block_size == 512  # the default, as the command line's --block-size
     assert "labels unknown (-1): 3 class folders of 1000 classes (install timm for ImageNet-1k's class order)" \
         in report.summary()
 
@@ -209,6 +210,31 @@ def test_transposed_layout(tmp_path):
     import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=C, layout="kxy",
                  workers=1, progress=False)
     check_store(tmp_path / "s.zarr", truth)
+
+
+def test_num_classes_scan_reads_past_a_bad_map(tmp_path):
+    """Finding num_classes reads every map; one that cannot be read is skipped there (it is reported, named, when
+    its block is imported), and the maps after it still count."""
+    from dali_relabel.store.naver_import import _largest_class_index
+
+    bad, low, high = tmp_path / "a_bad.pt", tmp_path / "b_low.pt", tmp_path / "c_high.pt"
+    bad.write_bytes(b"not a torch file")
+    torch.save(torch.stack([torch.zeros(K, H, W), torch.full((K, H, W), 3.0)]), low)
+    torch.save(torch.stack([torch.zeros(K, H, W), torch.full((K, H, W), 41.0)]), high)
+    # 8 maps: read in chunks of 2, the bad one first in its chunk, the largest class right after it.
+    paths = [str(bad), str(high)] + [str(low)] * 6
+    assert _largest_class_index(paths, workers=1, progress=False) == (41, str(high))
+    assert _largest_class_index([str(low), str(bad)], workers=1, progress=False) == (3, str(low))
+    assert _largest_class_index([str(bad)] * 8, workers=1, progress=False) == (-1, "")  # nothing readable: no class
+
+
+def test_an_unknown_layout_is_refused_by_name(tmp_path):
+    make_release(tmp_path, per_class=1)
+    with pytest.raises(ValueError) as e:
+        import_naver(tmp_path / "maps", tmp_path / "train", tmp_path / "s.zarr", num_classes=C, layout="yxk",
+                     workers=1, progress=False)
+    assert "layout" in str(e.value) and "'yxk'" in str(e.value) and "['kxy', 'kyx']" in str(e.value)
+    assert not (tmp_path / "s.zarr").exists()  # refused before anything was written
 
 
 def test_cli_parallel_workers_and_resume(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import numpy as np
@@ -11,7 +12,7 @@ import zarr
 from store_util import GEOMETRY, block_data, create_store, fill, keys_for, run_python, start_python, tree_bytes
 
 from dali_relabel import LabelStore
-from dali_relabel.errors import InvalidArgument
+from dali_relabel.errors import InvalidArgument, StoreDamagedError
 from dali_relabel.testing.synthetic import synthetic_label_maps
 
 
@@ -63,6 +64,8 @@ def test_read_forms(tmp_path):
         store.read(100)
     with pytest.raises(IndexError, match="row -101 out of range"):
         store.read(np.array([0, -101]))
+    with pytest.raises(IndexError, match="row 100 out of range"):  # the first bad row is named
+        store.read(np.array([5, 100, 7, 250]))
 
 
 def test_keys_lookup(tmp_path):
@@ -92,6 +95,95 @@ def test_int32_classes_beyond_int16(tmp_path):
     out_s, out_c = store.read(slice(None))
     assert out_c.dtype == np.int32
     np.testing.assert_array_equal(out_c, c)
+
+
+@pytest.mark.parametrize("num_classes,stored", [(32768, "int16"), (32769, "int32")])
+def test_class_dtype_is_int16_exactly_while_every_class_fits(tmp_path, num_classes, stored):
+    """Classes lie in [0, C): int16 (max 32767) holds them up to C = 32768; from C = 32769 on, int32."""
+    store = LabelStore.create(tmp_path / "s.zarr", keys=["a.jpg"], num_classes=num_classes, height=1, width=2, k=2,
+                              block_size=1)
+    top = num_classes - 1  # the largest class index, 32767 or 32768
+    c = np.array([[[[top, 0], [1, top - 1]]]])
+    s = np.array([[[[3.0, 1.0], [2.0, -1.0]]]], np.float32)
+    store.write_block(0, s, c)
+    assert zarr.open_group(tmp_path / "s.zarr", mode="r")["classes"].dtype == np.dtype(stored)
+    out_c = LabelStore.open(tmp_path / "s.zarr").read(0)[1]
+    assert out_c.dtype == np.dtype(stored)
+    np.testing.assert_array_equal(out_c, c[0])  # 32768 round-trips (int16 would wrap it to -32768)
+
+
+def test_k_may_equal_num_classes(tmp_path):
+    """Every class in every cell (k == C) is a valid store; only k > C is refused."""
+    store = LabelStore.create(tmp_path / "s.zarr", keys=["a.jpg", "b.jpg"], num_classes=3, height=2, width=1, k=3,
+                              block_size=2)
+    c = np.broadcast_to(np.array([2, 0, 1]), (2, 2, 1, 3))
+    s = np.broadcast_to(np.array([1.5, 0.5, -0.5], np.float32), (2, 2, 1, 3))
+    store.write_block(0, s, c)
+    out_s, out_c = LabelStore.open(tmp_path / "s.zarr").read(slice(None))
+    np.testing.assert_array_equal(out_c, c)
+    np.testing.assert_array_equal(out_s, s)
+
+
+def test_rewriting_a_block_that_was_read_reads_the_new_values(tmp_path):
+    """A read keeps the decoded block; writing that block again must not leave the old values served."""
+    store = create_store(tmp_path / "s.zarr", n=40, block_size=16)
+    fill(store)
+    old_s, old_c = expected(40)
+    np.testing.assert_array_equal(store.read(20)[0], old_s[20])  # block 1 decoded and kept
+    new_s, new_c = block_data(store, 1, seed=7)
+    assert not np.array_equal(new_c[4], old_c[20])  # the rewrite changes row 20
+    store.write_block(1, new_s, new_c)
+    s, c = store.read(20)
+    np.testing.assert_array_equal(c, new_c[4])
+    np.testing.assert_array_equal(s, new_s[4].astype(np.float16))
+    np.testing.assert_array_equal(store.read_block(1)[1], new_c)
+    np.testing.assert_array_equal(store.read(3)[1], old_c[3])  # the other blocks are unchanged
+
+
+def test_a_directory_whose_zarr_json_cannot_be_read_is_not_written_into(tmp_path, monkeypatch):
+    """A zarr.json that cannot be read (an I/O or permission error; root reads through chmod, hence the patch) or
+    parsed makes the directory someone else's: create refuses it, names it, and writes nothing."""
+    from dali_relabel.errors import StoreExistsError
+
+    user = tmp_path / "theirs"
+    user.mkdir()
+    (user / "zarr.json").write_text('{"node_type": "group", "attributes": {}}')
+    read_text = type(user).read_text
+
+    def unreadable(path, *args, **kwargs):
+        if path == user / "zarr.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(user), "read_text", unreadable)
+    with pytest.raises(StoreExistsError, match=rf"{user} is a directory that is not a label store \(it holds "
+                                               r"'zarr.json'\); nothing was written"):
+        create_store(user, exist_ok=True)
+    monkeypatch.undo()
+    (user / "zarr.json").write_text("{not json")
+    with pytest.raises(StoreExistsError, match=rf"{user} is a directory that is not a label store"):
+        create_store(user, exist_ok=True)
+    assert sorted(os.listdir(user)) == ["zarr.json"] and (user / "zarr.json").read_text() == "{not json"
+    (user / "zarr.json").write_text('{"node_type": "group", "attributes": {}}')  # readable: an interrupted creation
+    assert create_store(user, n=20, exist_ok=True).num_samples == 20
+
+
+def test_a_complete_block_missing_its_object_or_holding_fill_values_is_damaged(tmp_path):
+    """A block marked complete whose chunk object is gone (or holds the fill values NaN / -1, as after a foreign
+    writer) is damaged, said as such, with or without the digest check (verify reads without it)."""
+    store = create_store(tmp_path / "s.zarr", n=40, block_size=16)
+    fill(store)
+    (tmp_path / "s.zarr" / store.object_key("scores", 1)).unlink()
+    for check in (True, False):
+        with pytest.raises(StoreDamagedError, match=r"block 1's 'scores' .* \(object scores/c/1/0/0/0\) is missing "
+                                                    r"although the block is marked complete: the store is damaged"):
+            LabelStore.open(tmp_path / "s.zarr").read_block(1, check_digest=check)
+    zarr.open_group(tmp_path / "s.zarr", mode="r+")["classes"][33, 0, 0] = -1  # block 2, behind the store's back
+    for check in (True, False):
+        with pytest.raises(StoreDamagedError, match=r"block 2's 'classes' .* holds fill values \(NaN scores / class "
+                                                    r"-1\) although the block is marked complete"):
+            LabelStore.open(tmp_path / "s.zarr").read_block(2, check_digest=check)
+    np.testing.assert_array_equal(LabelStore.open(tmp_path / "s.zarr").read_block(0)[1], expected(40)[1][:16])
 
 
 def test_reading_an_incomplete_block_fails(tmp_path):
@@ -170,8 +262,21 @@ def test_create_validation(tmp_path):
 
 
 def test_open_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no label store at"):
+    with pytest.raises(FileNotFoundError, match=rf"no label store at {tmp_path / 'none.zarr'} \(no such file or "
+                                                r"directory\)"):
         LabelStore.open(tmp_path / "none.zarr")
+    (tmp_path / "file.zarr").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"file.zarr \(a file, not a store directory\)"):
+        LabelStore.open(tmp_path / "file.zarr")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"plain \(a directory without zarr.json\)"):
+        LabelStore.open(tmp_path / "plain")
+    bank = create_store(tmp_path / "b.zarr", n=10)
+    fill(bank)
+    bank = bank.materialize(tmp_path / "banks", progress=False)
+    with pytest.raises(FileNotFoundError, match=rf"no label store at {bank.path} \(a serving bank directory, made "
+                                                r"from a store; `dali-relabel verify` checks banks\)"):
+        LabelStore.open(bank.path)  # a bank is not a store: said so
     zarr.open_group(tmp_path / "other.zarr", mode="w", attributes={"something": 1})
     with pytest.raises(ValueError, match="not a complete label store .*exist_ok=True"):
         LabelStore.open(tmp_path / "other.zarr")
@@ -342,6 +447,19 @@ def test_readable_as_plain_zarr(tmp_path):
         assert meta["data_type"] in core_types, name
         assert {c["name"] for c in meta["codecs"]} <= core_codecs, name
         assert meta["chunk_key_encoding"]["name"] == "default", name
+    # The codec chains docs/FORMAT.md specifies, configuration included (a reader needs none of the levels, but
+    # the sizes FORMAT.md reports were measured with exactly these).
+    chains = {"scores": [("transpose", {"order": [0, 3, 1, 2]}), ("bytes", {"endian": "little"}),
+                         ("blosc", {"typesize": 2, "cname": "zstd", "clevel": 5, "shuffle": "shuffle"})],
+              "classes": [("bytes", {"endian": "little"}),
+                          ("blosc", {"typesize": 2, "cname": "zstd", "clevel": 3, "shuffle": "noshuffle"})],
+              "labels": [("bytes", {"endian": "little"}), ("zstd", {"level": 5})],
+              "keys": [("bytes", {}), ("zstd", {"level": 5})]}
+    for name, chain in chains.items():
+        codecs = json.loads((tmp_path / "s.zarr" / name / "zarr.json").read_text())["codecs"]
+        assert [c["name"] for c in codecs] == [c for c, _ in chain], name
+        for codec, (_, config) in zip(codecs, chain):
+            assert {k: codec.get("configuration", {}).get(k) for k in config} == config, (name, codec)
     unwritten = create_store(tmp_path / "u.zarr", n=20)
     assert np.isnan(zarr.open_group(tmp_path / "u.zarr")["scores"][0]).all()  # unwritten data reads as NaN
     assert (zarr.open_group(tmp_path / "u.zarr")["classes"][0] == -1).all()

@@ -150,20 +150,80 @@ def test_a_float32_store_is_served_exactly(demo, tmp_path, transpose_box):
         np.testing.assert_allclose(t, ref, rtol=1e-5, atol=1e-7)
 
 
-def test_images_without_label_maps(dataset_copy):
+@pytest.mark.parametrize("folder", ["cat", 0])
+def test_images_without_label_maps(dataset_copy, folder):
+    """An image without a map gets the one-hot target of its folder; class 0 too (its reader row is then exactly
+    the store size N, the first value past the store's rows)."""
     images, labels = dataset_copy
-    extra = images / "cat" / "zz_unlabelled.jpg"
+    folder = folder if isinstance(folder, str) else sorted(p.name for p in images.iterdir() if p.is_dir())[folder]
+    extra = images / folder / "zz_unlabelled.jpg"
     shutil.copy(next(images.rglob("*.jpg")), extra)
-    with pytest.raises(KeyError, match="1 of 25 images have no label map in .* e.g. cat/zz_unlabelled.jpg; "
+    with pytest.raises(KeyError, match=f"1 of 25 images have no label map in .* e.g. {folder}/zz_unlabelled.jpg; "
                                        "annotate them, or pass missing='onehot'"):
         loader(images, labels)
     ld = loader(images, labels, missing="onehot", batch_size=25, outputs=("targets", "labels", "keys", "rows"))
     assert ld.num_missing == 1
     targets, labels_out, keys, rows = next(iter(ld))
-    i = keys.index("cat/zz_unlabelled.jpg")
-    cat = ld.images.classes.index("cat")
-    assert rows[i] == -1 and labels_out[i] == cat and (np.delete(rows.numpy(), i) >= 0).all()
-    assert torch.equal(targets[i], torch.nn.functional.one_hot(torch.tensor(cat), targets.shape[1]).float())
+    i = keys.index(f"{folder}/zz_unlabelled.jpg")
+    label = ld.images.classes.index(folder)
+    assert (folder == "cat") == (label != 0)
+    assert rows[i] == -1 and labels_out[i] == label and (np.delete(rows.numpy(), i) >= 0).all()
+    assert torch.equal(targets[i], torch.nn.functional.one_hot(torch.tensor(label), targets.shape[1]).float())
+    others = np.delete(np.arange(25), i)
+    assert torch.allclose(targets[others].sum(1), torch.ones(24)) and (targets[others].max(1).values < 1).all()
+
+
+def test_a_store_without_labels_under_class_folders(dataset_copy, tmp_path):
+    """Unknown store labels (-1) are not a disagreement with the folders: the loader runs (targets, keys); only the
+    'labels' output, read from the store, is refused by name; a store label that differs from its folder fails."""
+    images, labels = dataset_copy
+    store = LabelStore.open(labels)
+    scores, classes = store.read(slice(None))
+    geometry = dict(num_classes=store.num_classes, height=store.height, width=store.width, k=store.k,
+                    class_names=store.class_names, block_size=store.num_samples)
+    unlabelled = LabelStore.create(tmp_path / "unlabelled.zarr", keys=store.keys.tolist(), labels=None, **geometry)
+    unlabelled.write_block(0, scores, classes)
+    assert (LabelStore.open(tmp_path / "unlabelled.zarr").labels == -1).all()
+    ld = loader(images, tmp_path / "unlabelled.zarr", batch_size=N_IMAGES, outputs=("targets", "keys"))
+    targets, keys = next(iter(ld))
+    assert sorted(keys) == sorted(store.keys.tolist()) and torch.allclose(targets.sum(1), torch.ones(N_IMAGES))
+    with pytest.raises(ValueError, match=f"the store {tmp_path / 'unlabelled.zarr'} has no label for {N_IMAGES} "
+                                         "images; the 'labels' output needs them"):
+        loader(images, tmp_path / "unlabelled.zarr", outputs=("targets", "labels"))
+
+    wrong = store.labels.copy()
+    wrong[5] = (wrong[5] + 1) % store.num_classes
+    other = LabelStore.create(tmp_path / "wrong.zarr", keys=store.keys.tolist(), labels=wrong, **geometry)
+    other.write_block(0, scores, classes)
+    with pytest.raises(ValueError, match=f"1 images have a different label in the store than their folder index "
+                                         rf"\(e.g. {store.keys[5]}\)"):
+        loader(images, tmp_path / "wrong.zarr")
+
+
+def test_skipped_links_are_reported_at_the_callers_line(dataset_copy):
+    """A link that loops back is skipped and said so, in a warning that points at the code that made the loader
+    (stacklevel), not at dali_relabel's internals."""
+    images, labels = dataset_copy
+    (images / "cat" / "loop").symlink_to(images, target_is_directory=True)
+    with pytest.warns(UserWarning, match=r"1 symbolic links under .* were not followed") as caught:
+        loader(images, labels)
+    links = [w for w in caught if "symbolic links" in str(w.message)]
+    assert len(links) == 1 and links[0].filename == __file__
+
+
+def test_stores_of_more_than_256_samples_match(tmp_path):
+    """Matching compares counts, not identities (ints above 256 are distinct objects in CPython)."""
+    from dali_relabel.loader.dataset import LabeledImages
+
+    keys = [f"c{i % 3}/img_{i:04d}.jpg" for i in range(300)]
+    for key in keys:
+        (tmp_path / "images" / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "images" / key).write_bytes(b"")
+    store = LabelStore.create(tmp_path / "s.zarr", keys=keys, labels=[i % 3 for i in range(300)], num_classes=3,
+                              height=1, width=1, k=1, block_size=300)
+    data = LabeledImages.match("test", tmp_path / "images", store)
+    assert len(data) == 300 and data.num_missing == 0
+    assert [keys[r] for r in data.rows] == data.keys
 
 
 def test_num_classes_mismatch_needs_consent(dataset_copy):

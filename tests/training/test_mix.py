@@ -382,6 +382,19 @@ def test_loader_images_without_maps(demo, tmp_path):
     assert out[receiver, onehot_class] >= 0.5 - 1e-6
 
 
+def test_region_with_an_empty_patch_keeps_the_targets(bank):
+    """A zero-area patch (lam = 1) pastes nothing: images and targets come back exactly as given (no pooling)."""
+    images, targets, boxes, mirror = batch_inputs()
+    mix = ReLabelMix(bank=bank, policy="region")
+    params = cutmix((3, 5, 3, 9))  # height 0
+    assert params.patch_fraction == 0.0
+    calls = []
+    logits = mix.pooling.logits
+    mix.pooling.logits = lambda *a, **k: calls.append(1) or logits(*a, **k)
+    out_images, out = mix.apply(params, images, targets, boxes=boxes, rows=torch.arange(len(CROPS)), mirror=mirror)
+    assert torch.equal(out, targets) and torch.equal(out_images, images) and not calls
+
+
 # --- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -392,10 +405,26 @@ def test_loader_images_without_maps(demo, tmp_path):
     (dict(policy="area", alpha=0.0), r"alpha must be a positive number"),
     (dict(policy="area", prob=1.5), r"prob is a probability in \[0, 1\], got 1.5"),
     (dict(policy="area", smoothing=1.0), r"smoothing must be in \[0, 1\)"),
+    (dict(policy="area", temperature=-1.0), r"temperature must be a positive number, got -1.0"),
+    (dict(policy="area", temperature=0.0), r"temperature must be a positive number, got 0.0"),
+    (dict(policy="area", temperature=float("inf")), r"temperature must be a positive number, got inf"),
 ])
 def test_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=r"ReLabelMix: " + message):
         ReLabelMix(**kwargs)
+
+
+@pytest.mark.parametrize("mode", ["cutmix", "mixup"])
+def test_targets_on_another_device_are_refused_by_name(mode):
+    """Images and targets on different devices: refused before any mixing, naming both devices ("meta" stands
+    for any other device, no GPU needed); the same shapes on one device mix."""
+    images, targets = torch.randn(4, 3, 8, 8), torch.softmax(torch.randn(4, 5), 1)
+    mix = ReLabelMix(mode=mode, policy="area", prob=1.0, seed=0)
+    with pytest.raises(ValueError, match="ReLabelMix: images are on cpu but targets on meta"):
+        mix(images, targets.to("meta"))
+    with pytest.raises(ValueError, match="ReLabelMix: images are on meta but targets on cpu"):
+        mix.apply(mix.sample(4, 8, 8), images.to("meta"), targets)
+    assert mix(images, targets)[1].shape == (4, 5)
 
 
 def test_old_keyword_names_still_work(bank):

@@ -55,30 +55,13 @@ double Evaluate(Filter f, double x) {
   }
 }
 
-// ---- horizontal pass, scalar: `K` taps known at compile time (unrolled), `C` channels ------------------
+// ---- horizontal pass, scalar: `K` taps known at compile time (unrolled; 0: at run time), `C` channels ---
 
 template <int C, int K>
-void HorizontalFixed(const uint8_t *in, ptrdiff_t stride, int rows, const AxisWeights &w, int x0, uint8_t *out) {
-  const ptrdiff_t len = static_cast<ptrdiff_t>(w.out_size) * C;
-  for (int y = 0; y < rows; ++y) {
-    const uint8_t *row = in + y * stride;
-    uint8_t *o = out + y * len;
-    for (int x = x0; x < w.out_size; ++x) {
-      const uint8_t *p = row + w.first[x] * C;
-      const int32_t *k = w.weight.data() + x * K;
-      int32_t s[C];
-      for (int c = 0; c < C; ++c) s[c] = kHalf;
-      for (int t = 0; t < K; ++t)
-        for (int c = 0; c < C; ++c) s[c] += p[t * C + c] * k[t];
-      for (int c = 0; c < C; ++c) o[x * C + c] = Clip8(s[c]);
-    }
-  }
-}
-
-// The same with the tap count known at run time (wide downscales).
-template <int C>
-void HorizontalAny(const uint8_t *in, ptrdiff_t stride, int rows, const AxisWeights &w, int x0, uint8_t *out) {
-  const int taps = w.taps;
+void HorizontalTaps(const uint8_t *in, ptrdiff_t stride, int rows, const AxisWeights &w, int x0, uint8_t *out) {
+  // K > 0: the tap count is a compile-time constant, so the compiler unrolls the tap loop (the common case);
+  // K == 0: the tap count read at run time (wide downscales).
+  const int taps = K > 0 ? K : w.taps;
   const ptrdiff_t len = static_cast<ptrdiff_t>(w.out_size) * C;
   for (int y = 0; y < rows; ++y) {
     const uint8_t *row = in + y * stride;
@@ -99,11 +82,11 @@ template <int C>
 void HorizontalScalar(const uint8_t *in, ptrdiff_t stride, int rows, const AxisWeights &w, int x0, uint8_t *out) {
   switch (w.taps) {
 #define DALI_RELABEL_TAPS(K) \
-    case K: return HorizontalFixed<C, K>(in, stride, rows, w, x0, out);
+    case K: return HorizontalTaps<C, K>(in, stride, rows, w, x0, out);
     DALI_RELABEL_TAPS(1) DALI_RELABEL_TAPS(2) DALI_RELABEL_TAPS(3) DALI_RELABEL_TAPS(4) DALI_RELABEL_TAPS(5)
     DALI_RELABEL_TAPS(6) DALI_RELABEL_TAPS(7) DALI_RELABEL_TAPS(8) DALI_RELABEL_TAPS(9) DALI_RELABEL_TAPS(10)
 #undef DALI_RELABEL_TAPS
-    default: return HorizontalAny<C>(in, stride, rows, w, x0, out);
+    default: return HorizontalTaps<C, 0>(in, stride, rows, w, x0, out);
   }
 }
 

@@ -76,29 +76,9 @@ def undecodable_images(paths: Sequence[str | Path], *, batch_size: int = 32, num
     Returns:
         ``[(path, reason)]`` for each image that cannot be read or decoded, in input order.
     """
-    from tqdm import tqdm
-
-    decoder = _Decoder(batch_size, num_threads)
-    bad: list[tuple[str, str]] = []
-    bar = tqdm(total=len(paths), unit="img", desc="decoding images (DALI CPU)", disable=not progress, file=sys.stderr)
-    for start in range(0, len(paths), batch_size):
-        batch = [str(p) for p in paths[start:start + batch_size]]
-        encoded = []
-        for p in batch:
-            try:
-                data = Path(p).read_bytes()
-            except OSError as e:
-                bad.append((p, f"cannot be read: {e.strerror or e}"))
-                continue
-            if not data:
-                bad.append((p, "empty file"))
-                continue
-            encoded.append((p, np.frombuffer(data, np.uint8)))
-        _bisect(decoder, encoded, bad)
-        bar.update(len(batch))
-    bar.close()
-    order = {str(p): i for i, p in enumerate(paths)}
-    return sorted(bad, key=lambda item: order[item[0]])
+    names = [str(p) for p in paths]
+    return _undecodable(names, lambda i: Path(names[i]).read_bytes(), empty="empty file", batch_size=batch_size,
+                        num_threads=num_threads, progress=progress)
 
 
 def _bisect(decoder: _Decoder, items: list[tuple[str, np.ndarray]], bad: list[tuple[str, str]]) -> None:
@@ -123,6 +103,14 @@ def undecodable_members(names: Sequence[str], read, *, batch_size: int = 32, num
     Returns:
         ``[(name, reason)]`` for each image that cannot be read or decoded, in input order.
     """
+    return _undecodable(list(names), read, empty="empty member", batch_size=batch_size, num_threads=num_threads,
+                        progress=progress)
+
+
+def _undecodable(names: list[str], read, *, empty: str, batch_size: int, num_threads: int,
+                 progress: bool) -> list[tuple[str, str]]:
+    """Both public checks: reads image ``i`` (``names[i]``) with ``read(i)`` a batch at a time, decodes the batch
+    with DALI's CPU decoder, and bisects a failing batch down to its bad images."""
     from tqdm import tqdm
 
     decoder = _Decoder(batch_size, num_threads)
@@ -137,7 +125,7 @@ def undecodable_members(names: Sequence[str], read, *, batch_size: int = 32, num
                 bad.append((names[i], f"cannot be read: {e.strerror or e}"))
                 continue
             if not data:
-                bad.append((names[i], "empty member"))
+                bad.append((names[i], empty))
                 continue
             encoded.append((names[i], np.frombuffer(data, np.uint8)))
         _bisect(decoder, encoded, bad)
